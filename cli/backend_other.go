@@ -1,0 +1,14 @@
+//go:build !linux
+
+package cli
+
+import (
+	"fmt"
+	"runtime"
+
+	"github.com/machinetop/machinetop/vm"
+)
+
+func hostBackend() (vm.Backend, error) {
+	return nil, fmt.Errorf("no machine backend for %s yet", runtime.GOOS)
+}

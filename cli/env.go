@@ -1,0 +1,51 @@
+package cli
+
+import (
+	"context"
+	"path/filepath"
+
+	"github.com/machinetop/machinetop/images"
+	"github.com/machinetop/machinetop/vm"
+)
+
+// openStore opens the local image store under the data directory.
+func openStore() (*images.Store, error) {
+	dir, err := vm.DataDir()
+	if err != nil {
+		return nil, err
+	}
+	return images.Open(filepath.Join(dir, "images"))
+}
+
+// newManager builds the Manager the commands share, over this host's
+// backend and the local image store.
+func newManager() (*vm.Manager, error) {
+	dir, err := vm.DataDir()
+	if err != nil {
+		return nil, err
+	}
+	st, err := images.Open(filepath.Join(dir, "images"))
+	if err != nil {
+		return nil, err
+	}
+	be, err := hostBackend()
+	if err != nil {
+		return nil, err
+	}
+	return &vm.Manager{DataDir: dir, Backend: be, Images: storeSource{st}}, nil
+}
+
+// storeSource adapts images.Store to vm.ImageSource.
+type storeSource struct{ st *images.Store }
+
+func (s storeSource) Rootfs(ctx context.Context, ref string) (string, string, string, error) {
+	img, _, err := s.st.Resolve(ref)
+	if err != nil {
+		return "", "", "", err
+	}
+	p, err := s.st.RootfsTar(ctx, img.Digest.String())
+	if err != nil {
+		return "", "", "", err
+	}
+	return img.Ref(), img.Digest.String(), p, nil
+}

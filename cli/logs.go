@@ -1,0 +1,113 @@
+package cli
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func newLogsCmd() *cobra.Command {
+	var boot, follow bool
+	var lines int
+	c := &cobra.Command{
+		Use:   "logs [NAME]",
+		Short: "Show a machine's console log (--boot: the supervisor's boot log)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, err := newManager()
+			if err != nil {
+				return err
+			}
+			name, err := m.Resolve(optionalName(args))
+			if err != nil {
+				return err
+			}
+			path := m.ConsoleLog(name)
+			if boot {
+				path = m.SupervisorLog(name)
+			}
+			return showLog(cmd, path, lines, follow)
+		},
+	}
+	c.Flags().BoolVar(&boot, "boot", false, "show the boot (supervisor) log instead of the console")
+	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines")
+	c.Flags().IntVarP(&lines, "tail", "n", -1, "print only the last N lines")
+	return c
+}
+
+// showLog prints the file (its last n lines when n ≥ 0) and, with follow,
+// keeps printing what is appended until the command's context ends.
+func showLog(cmd *cobra.Command, path string, n int, follow bool) error {
+	out := cmd.OutOrStdout()
+	f, err := os.Open(path)
+	if os.IsNotExist(err) && follow {
+		for os.IsNotExist(err) {
+			time.Sleep(200 * time.Millisecond)
+			f, err = os.Open(path)
+		}
+	}
+	if os.IsNotExist(err) {
+		return nil // never booted: nothing logged yet
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return err
+	}
+	if n >= 0 {
+		data = lastN(data, n)
+	}
+	out.Write(data)
+	if !follow {
+		return nil
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		k, err := f.Read(buf)
+		if k > 0 {
+			out.Write(buf[:k])
+			continue
+		}
+		if err != nil && err != io.EOF {
+			return err
+		}
+		select {
+		case <-cmd.Context().Done():
+			return nil
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// lastN returns the last n lines of data.
+func lastN(data []byte, n int) []byte {
+	if n == 0 {
+		return nil
+	}
+	end := len(data)
+	if end > 0 && data[end-1] == '\n' {
+		end--
+	}
+	i := end
+	for count := 0; i > 0; {
+		j := bytes.LastIndexByte(data[:i], '\n')
+		count++
+		if count == n || j < 0 {
+			if j < 0 {
+				i = 0
+			} else {
+				i = j + 1
+			}
+			break
+		}
+		i = j
+	}
+	return data[i:]
+}
+

@@ -1,0 +1,30 @@
+package cli
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/machinetop/machinetop/vm"
+)
+
+func newSuperviseCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    vm.SuperviseCommand + " NAME",
+		Hidden: true,
+		Args:   cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			// The supervisor outlives terminals: hangups and Ctrl-C of
+			// whoever started it must not stop the machine.
+			signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
+			m, err := newManager()
+			if err != nil {
+				return err
+			}
+			os.Stdin.Close()
+			return m.Supervise(cmd.Context(), args[0])
+		},
+	}
+}

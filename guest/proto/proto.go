@@ -1,0 +1,250 @@
+// Package proto is the wire protocol between machinetop on the host and the
+// guest agent inside a machine.
+//
+// Transport: one byte stream (virtio-serial on QEMU, vsock on vz) carrying a
+// yamux session (github.com/hashicorp/yamux). Before yamux starts, the host
+// writes Hello followed by a nonce and "\n"; the guest, which discards any
+// bytes until it sees Hello, answers Ready, the same nonce, and "\n". Both
+// sides then run yamux over the stream, the guest as the yamux server. The
+// handshake lets either side discard stale bytes left in the channel by an
+// earlier connection.
+//
+// Every yamux stream carries one call. The host (client) writes a Request as
+// one line of JSON. For OpExec the stream then carries Frames in both
+// directions until the guest sends FrameExit. For every other operation the
+// guest answers with one line of JSON, a Response, and closes the stream.
+package proto
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Hello and Ready open the handshake described in the package comment.
+const (
+	Hello = "MACHINETOP-HELLO "
+	Ready = "MACHINETOP-READY "
+)
+
+// PortName is the virtio-serial port name the guest looks for in
+// /sys/class/virtio-ports/*/name; VsockPort is the vsock port the guest agent
+// listens on where the host has vsock (vz).
+const (
+	PortName  = "machinetop.agent"
+	VsockPort = 1024
+)
+
+// Op names a call.
+type Op string
+
+// The calls the agent serves.
+const (
+	OpPing     Op = "ping"     // Response.Info
+	OpExec     Op = "exec"     // Request.Exec; frames follow
+	OpMetrics  Op = "metrics"  // Response.Metrics
+	OpNetwork  Op = "network"  // Response.Addresses
+	OpShutdown Op = "shutdown" // Request.Shutdown; the guest answers, then powers off or reboots
+	OpSetTime  Op = "settime"  // Request.UnixNano: set the guest clock
+)
+
+// Request is the first line written on every stream.
+type Request struct {
+	Op       Op            `json:"op"`
+	Exec     *ExecRequest  `json:"exec,omitempty"`
+	Shutdown *ShutdownArgs `json:"shutdown,omitempty"`
+	UnixNano int64         `json:"unixNano,omitempty"`
+}
+
+// ShutdownArgs selects poweroff (the default) or reboot.
+type ShutdownArgs struct {
+	Reboot bool `json:"reboot,omitempty"`
+}
+
+// ExecRequest starts a process in the guest.
+type ExecRequest struct {
+	// Argv is the program and its arguments; Argv[0] is looked up in PATH
+	// (the PATH in Env, else a default PATH). Empty Argv means the user's
+	// login shell as a login shell ("-sh").
+	Argv []string `json:"argv,omitempty"`
+	// Env entries are KEY=VALUE; they are added to a minimal default
+	// environment (PATH, HOME, USER, LOGNAME, SHELL, TERM when TTY).
+	Env []string `json:"env,omitempty"`
+	// Dir is the working directory; empty means the user's home directory
+	// (or / when it does not exist).
+	Dir string `json:"dir,omitempty"`
+	// UID and GID the process runs as. Supplementary groups are those of
+	// the user with that UID in the guest's /etc/group, if any.
+	UID uint32 `json:"uid"`
+	GID uint32 `json:"gid"`
+	// TTY asks for a PTY: stdout carries the terminal output, stderr is
+	// unused, and Rows/Cols give the initial window size in character cells.
+	TTY  bool   `json:"tty,omitempty"`
+	Rows uint16 `json:"rows,omitempty"`
+	Cols uint16 `json:"cols,omitempty"`
+	// Term is the TERM value for a TTY session (default "xterm-256color").
+	Term string `json:"term,omitempty"`
+}
+
+// Response answers every operation but OpExec (and OpExec when it could not
+// start the process, with Error set and no frames following).
+type Response struct {
+	// Error is empty on success; otherwise a message for the user.
+	Error     string    `json:"error,omitempty"`
+	Info      *Info     `json:"info,omitempty"`
+	Metrics   *Metrics  `json:"metrics,omitempty"`
+	Addresses []Address `json:"addresses,omitempty"`
+}
+
+// Info describes the agent and the guest it runs in.
+type Info struct {
+	Version   string `json:"version"`
+	Kernel    string `json:"kernel"` // uname -r
+	Hostname  string `json:"hostname"`
+	PID1      string `json:"pid1"`      // the executable PID 1 runs, e.g. /lib/systemd/systemd, or "agent"
+	Populated bool   `json:"populated"` // the root disk holds the image's files
+	// BootedUnixNano is when the guest kernel started (host wall clock as
+	// seen by the guest), for uptime.
+	BootedUnixNano int64 `json:"bootedUnixNano"`
+}
+
+// Metrics is a sample of the guest's resource use. Memory and disk figures
+// are bytes; CPUPercent is 0..100*NumCPU over the interval since the previous
+// sample taken by the agent (the first call measures over 200 ms).
+type Metrics struct {
+	MemTotal     uint64     `json:"memTotal"`
+	MemUsed      uint64     `json:"memUsed"`
+	MemAvailable uint64     `json:"memAvailable"`
+	CPUPercent   float64    `json:"cpuPercent"`
+	NumCPU       int        `json:"numCPU"`
+	DiskTotal    uint64     `json:"diskTotal"` // root filesystem
+	DiskUsed     uint64     `json:"diskUsed"`
+	Load         [3]float64 `json:"load"`
+	UptimeSec    float64    `json:"uptimeSec"` // seconds since guest boot
+}
+
+// Address is one IP address of a guest network interface.
+type Address struct {
+	Interface string `json:"interface"`
+	CIDR      string `json:"cidr"` // e.g. "10.0.2.15/24"
+	IPv6      bool   `json:"ipv6,omitempty"`
+}
+
+// FrameType says what a Frame's payload holds.
+type FrameType uint8
+
+// Frames of an OpExec stream.
+const (
+	FrameStdin      FrameType = 0 // host→guest: bytes for the process's stdin
+	FrameStdout     FrameType = 1 // guest→host: bytes (the PTY output when TTY)
+	FrameStderr     FrameType = 2 // guest→host: bytes
+	FrameCloseStdin FrameType = 3 // host→guest: stdin reached EOF (empty payload)
+	FrameResize     FrameType = 4 // host→guest: JSON WindowSize
+	FrameSignal     FrameType = 5 // host→guest: JSON Signal
+	FrameExit       FrameType = 6 // guest→host: JSON ExitStatus; the last frame
+	FrameStarted    FrameType = 7 // guest→host: JSON Started; the first frame
+)
+
+// MaxFrame is the largest payload a Frame may carry (bytes).
+const MaxFrame = 1 << 20
+
+// WindowSize is a terminal size in character cells.
+type WindowSize struct {
+	Rows uint16 `json:"rows"`
+	Cols uint16 `json:"cols"`
+}
+
+// Signal asks the guest to deliver a signal (number, as in signal(7)) to
+// the process (its process group when TTY).
+type Signal struct {
+	Number int `json:"number"`
+}
+
+// Started reports the guest PID of a process that has started.
+type Started struct {
+	PID int `json:"pid"`
+}
+
+// ExitStatus is how a process ended. When Signal is non-zero the process was
+// killed by that signal and Code is 128+Signal, as shells report it.
+type ExitStatus struct {
+	Code   int    `json:"code"`
+	Signal int    `json:"signal,omitempty"`
+	Error  string `json:"error,omitempty"` // the process could not be started
+}
+
+// WriteFrame writes one frame: a 1-byte type, a 4-byte big-endian payload
+// length, then the payload. It returns an error if the payload is longer
+// than MaxFrame or the write fails.
+func WriteFrame(w io.Writer, t FrameType, payload []byte) error {
+	if len(payload) > MaxFrame {
+		return fmt.Errorf("proto: frame of %d bytes exceeds %d", len(payload), MaxFrame)
+	}
+	var hdr [5]byte
+	hdr[0] = byte(t)
+	binary.BigEndian.PutUint32(hdr[1:], uint32(len(payload)))
+	buf := make([]byte, 0, 5+len(payload))
+	buf = append(append(buf, hdr[:]...), payload...)
+	_, err := w.Write(buf)
+	return err
+}
+
+// WriteJSONFrame marshals v and writes it as a frame of type t.
+func WriteJSONFrame(w io.Writer, t FrameType, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return WriteFrame(w, t, b)
+}
+
+// ReadFrame reads one frame written by WriteFrame. It returns io.EOF at a
+// clean end of stream and an error for a truncated or oversized frame.
+func ReadFrame(r io.Reader) (FrameType, []byte, error) {
+	var hdr [5]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return 0, nil, fmt.Errorf("proto: truncated frame header")
+		}
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[1:])
+	if n > MaxFrame {
+		return 0, nil, fmt.Errorf("proto: frame of %d bytes exceeds %d", n, MaxFrame)
+	}
+	p := make([]byte, n)
+	if _, err := io.ReadFull(r, p); err != nil {
+		return 0, nil, fmt.Errorf("proto: truncated frame: %w", err)
+	}
+	return FrameType(hdr[0]), p, nil
+}
+
+// WriteLine writes v as one line of JSON.
+func WriteLine(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// ReadLine reads one line of JSON into v from br. Reading through a
+// bufio.Reader means bytes after the line stay buffered in br, so callers
+// keep using br for the frames that follow.
+func ReadLine(br *bufio.Reader, v any) error {
+	line, err := br.ReadBytes('\n')
+	if err != nil {
+		if errors.Is(err, io.EOF) && len(line) == 0 {
+			return io.EOF
+		}
+		return fmt.Errorf("proto: reading line: %w", err)
+	}
+	if err := json.Unmarshal(line, v); err != nil {
+		return fmt.Errorf("proto: bad JSON line: %w", err)
+	}
+	return nil
+}

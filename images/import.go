@@ -1,0 +1,496 @@
+package images
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/bzip2"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+)
+
+// AcceptedFormats describes, for error messages, what Import reads.
+const AcceptedFormats = `a root filesystem tar (plain, gzip, zstd, xz or bzip2), ` +
+	`a "docker save" tar, or an OCI image layout (a directory or a tar of one)`
+
+// Import adds the image in file or directory path to the store under ref
+// ("NAME[:TAG]") and returns it. The format is detected from the content:
+//
+//   - an OCI image layout directory, or a tar of one (an oci-layout file at
+//     its top; OCI image-spec image-layout.md). If its index holds several
+//     images, the one for linux on the host architecture is taken.
+//   - a "docker save" tar (manifest.json at its top; Docker image spec
+//     v1.2 combined format), holding exactly one image.
+//   - anything else that is a tar, optionally gzip, zstd, xz or bzip2
+//     compressed, is a root filesystem, as with "docker import": it becomes
+//     a one-layer image for linux on the host architecture, its config
+//     carrying a history entry that names the file.
+//
+// Any of these tars may itself be compressed. A file that is not one of
+// these, or is truncated or corrupt, gives an error naming path and
+// AcceptedFormats and leaves the store's index unchanged; blobs written
+// before the failure are garbage-collected. Other errors: an invalid ref,
+// ctx's error if cancelled.
+func (s *Store) Import(ctx context.Context, path, ref string) (Image, error) {
+	name, tag, err := ParseRef(ref)
+	if err != nil {
+		return Image{}, err
+	}
+	unlock, err := s.lock(ctx, gcLockFile, true)
+	if err != nil {
+		return Image{}, err
+	}
+	scratch, err := os.MkdirTemp(filepath.Join(s.root, tmpDir), "import-*")
+	if err != nil {
+		unlock()
+		return Image{}, err
+	}
+	img, err := s.openImport(ctx, path, scratch)
+	var im Image
+	var displaced bool
+	if err == nil {
+		im, displaced, err = s.put(ctx, img, name, tag)
+		if err != nil && ctx.Err() == nil {
+			err = fmt.Errorf("import %s: %w", path, err)
+		}
+	}
+	os.RemoveAll(scratch)
+	unlock()
+	if err != nil || displaced {
+		s.tryGC()
+	}
+	return im, err
+}
+
+// openImport detects path's format and opens the image in it, using
+// scratch for temporary files.
+func (s *Store) openImport(ctx context.Context, p, scratch string) (v1.Image, error) {
+	unrecognised := func(why error) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("import %s: %w; accepted formats: %s", p, why, AcceptedFormats)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return nil, fmt.Errorf("import: %w", err)
+	}
+	if fi.IsDir() {
+		if _, err := os.Stat(filepath.Join(p, "oci-layout")); err != nil {
+			return nil, unrecognised(errors.New("directory has no oci-layout file"))
+		}
+		img, err := imageFromLayout(p)
+		if err != nil {
+			return nil, unrecognised(err)
+		}
+		return img, nil
+	}
+	kind, err := scanTar(ctx, p)
+	if err != nil {
+		return nil, unrecognised(err)
+	}
+	var img v1.Image
+	switch kind {
+	case kindOCI:
+		dir := filepath.Join(scratch, "layout")
+		if err = extractTar(ctx, p, dir); err == nil {
+			img, err = imageFromLayout(dir)
+		}
+	case kindDockerSave:
+		img, err = tarball.Image(func() (io.ReadCloser, error) { return openDecompressed(p) }, nil)
+		if err == nil {
+			// Surface a broken manifest.json or config now, not mid-write.
+			_, err = img.ConfigFile()
+		}
+	default:
+		img, err = s.rootfsImage(ctx, p, scratch)
+	}
+	if err != nil {
+		return nil, unrecognised(err)
+	}
+	return img, nil
+}
+
+type tarKind int
+
+const (
+	kindRootfs tarKind = iota
+	kindDockerSave
+	kindOCI
+)
+
+// scanTar reads every header of the (possibly compressed) tar at p, which
+// proves it is a whole tar, and tells which kind it is from its top-level
+// files.
+func scanTar(ctx context.Context, p string) (tarKind, error) {
+	rc, err := openDecompressed(p)
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	tr := tar.NewReader(ctxReader{ctx, rc})
+	top := map[string]bool{}
+	n := 0
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return 0, fmt.Errorf("not a valid tar archive: %w", err)
+		}
+		n++
+		top[cleanName(h.Name)] = true
+	}
+	if n == 0 {
+		return 0, errors.New("the archive is empty")
+	}
+	// Reading on to the end checks a compressed stream's trailer.
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		return 0, fmt.Errorf("reading to the end: %w", err)
+	}
+	switch {
+	case top["oci-layout"] && top["index.json"]:
+		// Docker 25+ "docker save" writes both; the OCI view keeps digests.
+		return kindOCI, nil
+	case top["manifest.json"]:
+		return kindDockerSave, nil
+	}
+	return kindRootfs, nil
+}
+
+// cleanName turns a tar member name into a slash path relative to the
+// archive root: "./etc/" and "/etc" become "etc", the root becomes ".".
+func cleanName(name string) string {
+	return strings.TrimPrefix(path.Clean("/"+name), "/")
+}
+
+// openDecompressed opens file p and undoes gzip, zstd, xz or bzip2
+// compression, recognised by magic number. An uncompressed file is
+// returned as the *os.File itself so tar readers can seek over contents.
+func openDecompressed(p string) (io.ReadCloser, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	magic := make([]byte, 6)
+	n, _ := io.ReadFull(f, magic)
+	magic = magic[:n]
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, err
+	}
+	var r io.Reader
+	switch {
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+		r, err = gzip.NewReader(bufio.NewReader(f))
+	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		var d *zstd.Decoder
+		d, err = zstd.NewReader(bufio.NewReader(f))
+		if err == nil {
+			return readCloser{d.IOReadCloser(), f}, nil
+		}
+	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}):
+		r, err = xz.NewReader(bufio.NewReader(f))
+	case bytes.HasPrefix(magic, []byte("BZh")):
+		r = bzip2.NewReader(bufio.NewReader(f))
+	default:
+		return f, nil
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bad compressed stream: %w", err)
+	}
+	return readCloser{r, f}, nil
+}
+
+// readCloser reads from a decompressor and closes it and the file below.
+type readCloser struct {
+	io.Reader
+	f *os.File
+}
+
+func (r readCloser) Close() error {
+	if c, ok := r.Reader.(io.Closer); ok {
+		c.Close()
+	}
+	return r.f.Close()
+}
+
+// extractTar unpacks the regular files and directories of the (possibly
+// compressed) tar at p into dir; that is all an OCI layout holds.
+func extractTar(ctx context.Context, p, dir string) error {
+	rc, err := openDecompressed(p)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	tr := tar.NewReader(ctxReader{ctx, rc})
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		name := cleanName(h.Name)
+		if name == "." {
+			continue
+		}
+		dst := filepath.Join(dir, filepath.FromSlash(name))
+		switch h.Typeflag {
+		case tar.TypeDir:
+			err = os.MkdirAll(dst, 0o755)
+		case tar.TypeReg:
+			err = writeFileFrom(dst, tr)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func writeFileFrom(dst string, r io.Reader) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// HostPlatform is the platform images are chosen for and imported root
+// filesystems are labelled with: linux on the host's architecture
+// (machines run Linux whatever the host OS is).
+func HostPlatform() v1.Platform {
+	p := v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
+	if p.Architecture == "arm64" {
+		p.Variant = "v8"
+	}
+	return p
+}
+
+// imageFromLayout picks the image to import from the OCI layout in dir:
+// the only image in it, else the only one for HostPlatform.
+func imageFromLayout(dir string) (v1.Image, error) {
+	ii, err := layout.ImageIndexFromPath(dir)
+	if err != nil {
+		return nil, fmt.Errorf("reading OCI layout: %w", err)
+	}
+	var cands []candidate
+	if err := collectImages(ii, &cands, 0); err != nil {
+		return nil, fmt.Errorf("reading OCI layout: %w", err)
+	}
+	switch len(cands) {
+	case 0:
+		return nil, errors.New("the OCI layout holds no image")
+	case 1:
+		return cands[0].img, nil
+	}
+	host := HostPlatform()
+	var hits []candidate
+	var seen []string
+	for _, c := range cands {
+		seen = append(seen, c.platform.String())
+		if c.platform.OS == host.OS && c.platform.Architecture == host.Architecture &&
+			(c.platform.Variant == "" || host.Variant == "" || c.platform.Variant == host.Variant) {
+			hits = append(hits, c)
+		}
+	}
+	switch len(hits) {
+	case 0:
+		return nil, fmt.Errorf("the OCI layout has no image for %s (it has %s)", host.String(), strings.Join(seen, ", "))
+	case 1:
+		return hits[0].img, nil
+	}
+	return nil, fmt.Errorf("the OCI layout has %d images for %s; import a layout holding one", len(hits), host.String())
+}
+
+type candidate struct {
+	img      v1.Image
+	platform v1.Platform
+}
+
+// collectImages gathers the runnable images of ii and its nested indexes.
+// Attestation manifests (platform unknown/unknown) are skipped.
+func collectImages(ii v1.ImageIndex, out *[]candidate, depth int) error {
+	if depth > 4 {
+		return errors.New("image indexes nested too deeply")
+	}
+	m, err := ii.IndexManifest()
+	if err != nil {
+		return err
+	}
+	for _, d := range m.Manifests {
+		switch d.MediaType {
+		case types.OCIImageIndex, types.DockerManifestList:
+			child, err := ii.ImageIndex(d.Digest)
+			if err != nil {
+				return err
+			}
+			if err := collectImages(child, out, depth+1); err != nil {
+				return err
+			}
+		case types.OCIManifestSchema1, types.DockerManifestSchema2:
+			img, err := ii.Image(d.Digest)
+			if err != nil {
+				return err
+			}
+			var p v1.Platform
+			if d.Platform != nil {
+				p = *d.Platform
+			} else {
+				cf, err := img.ConfigFile()
+				if err != nil {
+					return fmt.Errorf("reading config of %s: %w", d.Digest, err)
+				}
+				p = v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}
+			}
+			if p.OS == "unknown" {
+				continue
+			}
+			*out = append(*out, candidate{img, p})
+		}
+	}
+	return nil
+}
+
+// rootfsImage turns the root filesystem tar at p into a one-layer image.
+// In one pass it checks the tar, gzips it into scratch and hashes both
+// forms, so the layer is compressed once.
+func (s *Store) rootfsImage(ctx context.Context, p, scratch string) (v1.Image, error) {
+	src, err := openDecompressed(p)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	out, err := os.CreateTemp(scratch, "layer-*")
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close()
+	l := &fileLayer{path: out.Name()}
+	compressed, uncompressed := sha256.New(), sha256.New()
+	counter := &countWriter{w: io.MultiWriter(out, compressed)}
+	zw := gzip.NewWriter(counter)
+	tee := io.TeeReader(ctxReader{ctx, src}, io.MultiWriter(zw, uncompressed))
+	tr := tar.NewReader(tee)
+	for {
+		_, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("not a valid tar archive: %w", err)
+		}
+	}
+	// The layer is the whole stream, end-of-archive padding included.
+	if _, err := io.Copy(io.Discard, tee); err != nil {
+		return nil, fmt.Errorf("reading to the end: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	if err := out.Close(); err != nil {
+		return nil, err
+	}
+	l.digest = sum(compressed)
+	l.diffID = sum(uncompressed)
+	l.size = counter.n
+
+	now := time.Now().UTC().Truncate(time.Second)
+	host := HostPlatform()
+	cfg := &v1.ConfigFile{
+		Created:      v1.Time{Time: now},
+		OS:           host.OS,
+		Architecture: host.Architecture,
+		Variant:      host.Variant,
+		Config: v1.Config{
+			Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+		},
+		RootFS: v1.RootFS{Type: "layers"},
+	}
+	base, err := mutate.ConfigFile(mutate.MediaType(empty.Image, types.OCIManifestSchema1), cfg)
+	if err != nil {
+		return nil, err
+	}
+	base = mutate.ConfigMediaType(base, types.OCIConfigJSON)
+	return mutate.Append(base, mutate.Addendum{
+		Layer: l,
+		History: v1.History{
+			Created:   v1.Time{Time: now},
+			CreatedBy: "machinetop image import",
+			Comment:   "imported from " + filepath.Base(p),
+		},
+	})
+}
+
+func sum(h hash.Hash) v1.Hash {
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// fileLayer is a gzip-compressed OCI layer in a local file whose digests
+// were computed while writing it.
+type fileLayer struct {
+	path           string
+	digest, diffID v1.Hash
+	size           int64
+}
+
+func (l *fileLayer) Digest() (v1.Hash, error)            { return l.digest, nil }
+func (l *fileLayer) DiffID() (v1.Hash, error)            { return l.diffID, nil }
+func (l *fileLayer) Size() (int64, error)                { return l.size, nil }
+func (l *fileLayer) MediaType() (types.MediaType, error) { return types.OCILayer, nil }
+func (l *fileLayer) Compressed() (io.ReadCloser, error)  { return os.Open(l.path) }
+
+func (l *fileLayer) Uncompressed() (io.ReadCloser, error) {
+	f, err := os.Open(l.path)
+	if err != nil {
+		return nil, err
+	}
+	zr, err := gzip.NewReader(bufio.NewReader(f))
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return readCloser{zr, f}, nil
+}

@@ -1,0 +1,176 @@
+// Package tests holds machinetop's end-to-end tests: they build the real
+// binaries, make real images from Debian packages, boot real machines under
+// QEMU and drive them through the CLI, once as root and once as an ordinary
+// user that the test creates when it runs as root.
+package tests
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Environment shared with the ordinary-user pass (set by the root pass).
+const (
+	envShared = "MACHINETOP_E2E_SHARED" // directory with bin/ and images
+	envChild  = "MACHINETOP_E2E_CHILD"  // set in the ordinary-user pass
+)
+
+var (
+	shared  string // world-readable directory: bin/, busybox.tar, debian.tar
+	binDir  string
+	keepDir = flag.Bool("keep", false, "keep data directories for inspection")
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if err := setup(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e setup:", err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+func setup() error {
+	if s := os.Getenv(envShared); s != "" {
+		shared = s
+		binDir = filepath.Join(shared, "bin")
+		return nil
+	}
+	var err error
+	shared, err = os.MkdirTemp("", "machinetop-e2e-")
+	if err != nil {
+		return err
+	}
+	if err := os.Chmod(shared, 0o755); err != nil {
+		return err
+	}
+	binDir = filepath.Join(shared, "bin")
+	root, err := filepath.Abs("..")
+	if err != nil {
+		return err
+	}
+	build := func(env []string, out string, pkg string) error {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, out), pkg)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), env...)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+		}
+		return nil
+	}
+	if err := build(nil, "machinetop", "."); err != nil {
+		return err
+	}
+	if err := build([]string{"CGO_ENABLED=0"}, "machinetop-guest", "./guest/cmd/machinetop-guest"); err != nil {
+		return err
+	}
+	mk := func(kind string, fixtures bool) error {
+		out := filepath.Join(shared, kind+".tar")
+		args := []string{kind, out}
+		if fixtures {
+			args = append(args, "--fixtures")
+		}
+		cmd := exec.Command(filepath.Join(root, "tests", "mkimage.sh"), args...)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("mkimage %s: %v\n%s", kind, err, b)
+		}
+		return os.Chmod(out, 0o644)
+	}
+	if err := mk("busybox", true); err != nil {
+		return err
+	}
+	if os.Getuid() == 0 {
+		start := time.Now()
+		if err := mk("debian", true); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "e2e: debian image made in %v\n", time.Since(start).Round(time.Second))
+	}
+	return nil
+}
+
+// env is one user's machinetop installation: its own data directory.
+type env struct {
+	t    *testing.T
+	data string
+}
+
+func newEnv(t *testing.T) *env {
+	dir, err := os.MkdirTemp("", "mt-data-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, data: dir}
+	t.Cleanup(func() {
+		// Stop whatever the test left running, then remove the data.
+		out, _, _ := e.mt(nil, "machine", "ls", "-q")
+		for _, n := range strings.Fields(out) {
+			e.mt(nil, "machine", "rm", n)
+		}
+		if !*keepDir && !t.Failed() {
+			os.RemoveAll(dir)
+		} else {
+			t.Logf("data directory kept: %s", dir)
+		}
+	})
+	return e
+}
+
+// mt runs the machinetop binary with stdin and returns stdout, stderr and
+// the exit status.
+func (e *env) mt(stdin io.Reader, args ...string) (string, string, int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "machinetop"), args...)
+	cmd.Env = append(os.Environ(), "MACHINETOP_HOME="+e.data)
+	cmd.Stdin = stdin
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else {
+			code = -1
+			errb.WriteString(err.Error())
+		}
+	}
+	return out.String(), errb.String(), code
+}
+
+// must runs machinetop and fails the test unless it exits 0.
+func (e *env) must(args ...string) string {
+	e.t.Helper()
+	out, errs, code := e.mt(nil, args...)
+	if code != 0 {
+		e.t.Fatalf("machinetop %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+// fails runs machinetop, expects a non-zero exit and an error mentioning
+// want, and returns stderr.
+func (e *env) fails(want string, args ...string) string {
+	e.t.Helper()
+	out, errs, code := e.mt(nil, args...)
+	if code == 0 {
+		e.t.Fatalf("machinetop %s: succeeded, want an error\nstdout: %s", strings.Join(args, " "), out)
+	}
+	if !strings.Contains(strings.ToLower(errs), strings.ToLower(want)) {
+		e.t.Fatalf("machinetop %s: error %q does not mention %q", strings.Join(args, " "), errs, want)
+	}
+	return errs
+}
+
+func hostArch() string { return runtime.GOARCH }

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# mkimage.sh KIND OUT.tar [--fixtures]
+#
+# Builds a root filesystem tarball that `machinetop image import` turns into
+# an image, from Debian's own packages, offline from any OCI registry:
+#   busybox  Debian's busybox-static and its applet links; no /sbin/init, so
+#            machinetop's agent stays PID 1.
+#   debian   Debian bookworm (debootstrap minbase + systemd-sysv, udev,
+#            iproute2, sudo): the image's systemd boots as PID 1.
+# --fixtures adds the files the end-to-end tests check survive the trip:
+#   a setuid-root binary, a binary with a security.capability xattr, and two
+#   hard links to one inode.
+# The tarball keeps numeric owners, modes and xattrs (GNU tar, PAX format).
+# debian needs root (debootstrap); run it with sudo otherwise.
+set -euo pipefail
+
+kind=${1:?usage: mkimage.sh busybox|debian OUT.tar [--fixtures]}
+out=${2:?usage: mkimage.sh busybox|debian OUT.tar [--fixtures]}
+fixtures=${3:-}
+out=$(realpath -m "$out")
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+root="$work/root"
+mkdir -p "$root"
+
+# The Debian mirror this host's apt already uses (deb822 or one-line form).
+debian_mirror() {
+  local uri
+  uri=$(grep -hsE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null |
+        awk '{print $2}' | grep -v -- '-security' | head -n1 || true)
+  if [ -z "$uri" ]; then
+    uri=$(grep -hsE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+          awk '{for(i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' | grep -v -- '-security' | head -n1 || true)
+  fi
+  [ -n "$uri" ] || { echo "mkimage: no Debian mirror found in /etc/apt; set MIRROR" >&2; exit 1; }
+  echo "$uri"
+}
+
+case "$kind" in
+busybox)
+  bb=$(command -v busybox || true)
+  [ -n "$bb" ] && "$bb" --list-full >/dev/null 2>&1 || {
+    echo "mkimage: busybox not found: apt-get install busybox-static" >&2; exit 1; }
+  file -L "$bb" 2>/dev/null | grep -q 'statically linked' || [ ! -x /usr/bin/file ] || {
+    echo "mkimage: $bb is not static: apt-get install busybox-static" >&2; exit 1; }
+  mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,root,tmp,proc,sys,dev,run,var/tmp,home}
+  chmod 1777 "$root/tmp" "$root/var/tmp"
+  chmod 0700 "$root/root"
+  cp "$bb" "$root/bin/busybox"
+  for applet in $("$bb" --list-full); do
+    case "$applet" in sbin/init|linuxrc|bin/busybox) continue ;; esac
+    [ -e "$root/$applet" ] || ln -s /bin/busybox "$root/$applet"
+  done
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+  echo busybox >"$root/etc/hostname"
+  ;;
+debian)
+  [ "$(id -u)" = 0 ] || { echo "mkimage: debian needs root (debootstrap): run with sudo" >&2; exit 1; }
+  command -v debootstrap >/dev/null || { echo "mkimage: apt-get install debootstrap" >&2; exit 1; }
+  mirror=${MIRROR:-$(debian_mirror)}
+  debootstrap --variant=minbase --include=systemd-sysv,udev,iproute2,sudo,e2fsprogs \
+    bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 || {
+      tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
+  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+  # A machine's identity is made at its first boot, not baked into the image.
+  : >"$root/etc/machine-id"
+  echo debian >"$root/etc/hostname"
+  ;;
+*)
+  echo "mkimage: unknown kind $kind (busybox or debian)" >&2; exit 2 ;;
+esac
+
+if [ "$fixtures" = --fixtures ]; then
+  fx="$root/usr/local/bin"
+  mkdir -p "$fx"
+  cp "$root/bin/busybox" "$fx/suid-fixture" 2>/dev/null || cp "$root/usr/bin/id" "$fx/suid-fixture"
+  chown 0:0 "$fx/suid-fixture" 2>/dev/null || true
+  chmod 4755 "$fx/suid-fixture"
+  cp "$fx/suid-fixture" "$fx/cap-fixture"
+  chmod 0755 "$fx/cap-fixture"
+  command -v setcap >/dev/null || { echo "mkimage: setcap not found: apt-get install libcap2-bin" >&2; exit 1; }
+  setcap cap_net_raw+ep "$fx/cap-fixture"
+  echo "one inode, two names" >"$fx/hardlink-a"
+  ln "$fx/hardlink-a" "$fx/hardlink-b"
+fi
+
+mkdir -p "$(dirname "$out")"
+tar --numeric-owner --xattrs --xattrs-include='*' --format=posix \
+  -C "$root" -cf "$out.tmp" .
+mv "$out.tmp" "$out"
+echo "$out"

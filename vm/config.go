@@ -1,0 +1,154 @@
+// Package vm manages machines: their configuration and state on disk, the
+// per-machine supervisor process that owns a running VM, and the Backend
+// interface that the QEMU (Linux) and Virtualization.framework (macOS)
+// drivers implement. The Manager is used in-process by both the CLI and the
+// dashboard.
+package vm
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// MaxNameLen is the longest machine name, in bytes (as Apple's container
+// machine: 64 minus a 7-character suffix).
+const MaxNameLen = 57
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
+
+// ValidateName returns nil when name is a valid machine name: lowercase
+// letters, digits and hyphens, starting and ending with a letter or digit, at
+// most MaxNameLen bytes. Otherwise it returns an error naming the problem.
+func ValidateName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("machine name is empty")
+	case len(name) > MaxNameLen:
+		return fmt.Errorf("machine name %q is %d characters long; the limit is %d", name, len(name), MaxNameLen)
+	case !nameRE.MatchString(name):
+		return fmt.Errorf("invalid machine name %q: use lowercase letters, digits and hyphens, starting and ending with a letter or digit", name)
+	}
+	return nil
+}
+
+// DefaultName derives a machine name from an image reference the way Apple's
+// tool does: the last path element of the repository, a hyphen, the tag
+// (`debian:bookworm` → `debian-bookworm`, `example.com/a/b` → `b-latest`).
+// Characters not allowed in names become hyphens; the result is cut to
+// MaxNameLen.
+func DefaultName(imageRef string) string {
+	ref := imageRef
+	if i := strings.Index(ref, "@"); i >= 0 {
+		ref = ref[:i]
+	}
+	tag := "latest"
+	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+		ref, tag = ref[:i], ref[i+1:]
+	}
+	if i := strings.LastIndex(ref, "/"); i >= 0 {
+		ref = ref[i+1:]
+	}
+	s := strings.ToLower(ref + "-" + tag)
+	var b strings.Builder
+	for _, r := range s {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('-')
+		}
+	}
+	out := strings.Trim(b.String(), "-")
+	if len(out) > MaxNameLen {
+		out = strings.TrimRight(out[:MaxNameLen], "-")
+	}
+	return out
+}
+
+// Size units in bytes.
+const (
+	KiB uint64 = 1 << 10
+	MiB uint64 = 1 << 20
+	GiB uint64 = 1 << 30
+	TiB uint64 = 1 << 40
+)
+
+var sizeRE = regexp.MustCompile(`^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)$`)
+
+// ParseSize parses a size such as "8G", "512M", "1.5GiB", "64gb" or "1024"
+// (bytes) into bytes. Suffixes K, M, G and T are binary (powers of 1024),
+// with or without "i" and "B", case-insensitively, as Docker's --memory
+// flag takes them. It returns an error naming the input when it cannot parse
+// it or the value is zero.
+func ParseSize(s string) (uint64, error) {
+	m := sizeRE.FindStringSubmatch(strings.ToLower(strings.TrimSpace(s)))
+	if m == nil {
+		return 0, fmt.Errorf("invalid size %q: use a number with an optional unit, e.g. 512M, 8G, 64G", s)
+	}
+	f, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		return 0, fmt.Errorf("invalid size %q: %v", s, err)
+	}
+	mult := map[string]uint64{"": 1, "k": KiB, "m": MiB, "g": GiB, "t": TiB}[m[2]]
+	v := uint64(f * float64(mult))
+	if v == 0 {
+		return 0, fmt.Errorf("invalid size %q: must be greater than zero", s)
+	}
+	return v, nil
+}
+
+// FormatSize renders bytes the way `machine ls` shows them: 16G, 1.5G, 75M,
+// 512K, 0B (one decimal below 10, binary units).
+func FormatSize(b uint64) string {
+	units := []struct {
+		s string
+		v uint64
+	}{{"T", TiB}, {"G", GiB}, {"M", MiB}, {"K", KiB}}
+	for _, u := range units {
+		if b >= u.v {
+			f := float64(b) / float64(u.v)
+			if f < 10 && b%u.v != 0 {
+				return strings.TrimSuffix(strconv.FormatFloat(f, 'f', 1, 64), ".0") + u.s
+			}
+			return strconv.FormatUint(uint64(f), 10) + u.s
+		}
+	}
+	return strconv.FormatUint(b, 10) + "B"
+}
+
+// Config is a machine's persistent configuration, stored as config.json in
+// its directory. Changes made with `machine set` take effect at next boot.
+type Config struct {
+	// ID is a random 12-hex-digit identifier, fixed at create; it names
+	// the machine's runtime directory (sockets).
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Image is the reference the machine was created from (name:tag) and
+	// ImageDigest the manifest digest it resolved to then.
+	Image       string `json:"image"`
+	ImageDigest string `json:"imageDigest"`
+	// CPUs is the number of virtual CPUs; MemoryBytes the guest RAM in
+	// bytes (a whole number of MiB); DiskBytes the root disk's capacity in
+	// bytes.
+	CPUs        int       `json:"cpus"`
+	MemoryBytes uint64    `json:"memory"`
+	DiskBytes   uint64    `json:"diskSize"`
+	Created     time.Time `json:"createdDate"`
+	// Kernel selects the guest kernel: empty for the default (the
+	// distribution's cloud kernel), or a path to a kernel .deb or vmlinuz.
+	Kernel string `json:"kernel,omitempty"`
+	// Populated is set once the guest has unpacked the image onto the root
+	// disk; until then the flattened image is attached at boot.
+	Populated bool `json:"populated"`
+	// User is the host user recorded at create time.
+	User UserSetup `json:"userSetup"`
+}
+
+// UserSetup is the host user mapped into the machine.
+type UserSetup struct {
+	Username string `json:"username"`
+	UID      int    `json:"uid"`
+	GID      int    `json:"gid"`
+}

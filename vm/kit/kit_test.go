@@ -1,0 +1,512 @@
+package kit
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cavaliergopher/cpio"
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+)
+
+// readArchive returns the entries of the initramfs, read with the cpio
+// package, and their data.
+func readArchive(t *testing.T, p string) (map[string]*cpio.Header, map[string][]byte, []string) {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r := cpio.NewReader(f)
+	hdrs := map[string]*cpio.Header{}
+	data := map[string][]byte{}
+	var names []string
+	for {
+		h, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("reading initramfs back: %v", err)
+		}
+		b, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hdrs[h.Name] = h
+		data[h.Name] = b
+		names = append(names, h.Name)
+	}
+	return hdrs, data, names
+}
+
+// newcDevices scans a newc archive's headers on its own (independently of
+// the cpio package, which has no device-number fields) and returns each
+// entry's rdevmajor:rdevminor and mode by name.
+func newcDevices(t *testing.T, b []byte) map[string][3]int64 {
+	t.Helper()
+	out := map[string][3]int64{}
+	field := func(h []byte, i int) int64 {
+		v, err := strconv.ParseInt(string(h[6+8*i:6+8*i+8]), 16, 64)
+		if err != nil {
+			t.Fatalf("bad newc header field %d: %v", i, err)
+		}
+		return v
+	}
+	align := func(n int) int { return (n + 3) &^ 3 }
+	for off := 0; off+110 <= len(b); {
+		h := b[off : off+110]
+		if string(h[:6]) != "070701" {
+			t.Fatalf("no newc magic at offset %d", off)
+		}
+		mode, size, rmaj, rmin, namesize := field(h, 1), field(h, 6), field(h, 9), field(h, 10), field(h, 11)
+		name := string(b[off+110 : off+110+int(namesize)-1])
+		if name == "TRAILER!!!" {
+			return out
+		}
+		out[name] = [3]int64{mode, rmaj, rmin}
+		off = align(off+110+int(namesize)) + align(int(size))
+	}
+	t.Fatal("archive has no trailer")
+	return nil
+}
+
+func TestEnsureBuildsKit(t *testing.T) {
+	k, _ := testKit(t)
+	probe, err := os.ReadFile(bootProbe(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.KernelRelease == "" || len(k.Digest) != 64 {
+		t.Fatalf("kit %+v: want a release and a sha256 digest", k)
+	}
+	if got := kernelRelease(k.Kernel); got != k.KernelRelease {
+		t.Errorf("bzImage header says release %q, kit says %q", got, k.KernelRelease)
+	}
+	hdrs, data, names := readArchive(t, k.Initramfs)
+
+	for _, d := range []string{"dev", "proc", "sys", "newroot", "etc", "tmp", "modules"} {
+		h, ok := hdrs[d]
+		if !ok || !h.Mode.IsDir() {
+			t.Errorf("initramfs lacks directory %s", d)
+		}
+	}
+	if i, j := slices.Index(names, "dev"), slices.Index(names, "init"); i < 0 || j < i {
+		t.Errorf("directories must precede files: order %v", names[:min(len(names), 12)])
+	}
+	init := hdrs["init"]
+	if init == nil || !init.Mode.IsRegular() || init.Mode.Perm() != 0o755 || !bytes.Equal(data["init"], probe) {
+		t.Fatalf("init entry wrong: %+v", init)
+	}
+	if got := strings.TrimSpace(string(data["modules/version"])); got != k.KernelRelease {
+		t.Errorf("modules/version = %q, want %q", got, k.KernelRelease)
+	}
+	order := strings.Fields(string(data["modules/order"]))
+	if !slices.Equal(order, k.Modules) {
+		t.Errorf("modules/order %v != Kit.Modules %v", order, k.Modules)
+	}
+
+	raw, err := os.ReadFile(k.Initramfs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	devs := newcDevices(t, raw)
+	if c, ok := devs["dev/console"]; !ok || c[0]&cpio.ModeType != cpio.TypeChar || c[1] != 5 || c[2] != 1 {
+		t.Errorf("dev/console = %v, want a char node 5,1", c)
+	}
+	if i, j := slices.Index(names, "dev"), slices.Index(names, "init"); len(names) != len(devs) || i < 0 || j < 0 {
+		t.Errorf("the cpio package and the raw scan disagree: %d vs %d entries", len(names), len(devs))
+	}
+
+	// Each module is a real module of this kernel, and everything it
+	// depends on was loaded before it.
+	loaded := map[string]bool{}
+	var mods []string
+	for _, ko := range order {
+		b, ok := data["modules/"+ko]
+		if !ok {
+			t.Fatalf("modules/order lists %s, not in the archive", ko)
+		}
+		mi, err := parseModinfo(b)
+		if err != nil {
+			t.Fatalf("%s: %v", ko, err)
+		}
+		if v := strings.Fields(mi.first("vermagic")); len(v) == 0 || v[0] != k.KernelRelease {
+			t.Errorf("%s vermagic %q is not for %s", ko, mi.first("vermagic"), k.KernelRelease)
+		}
+		for _, d := range splitList(mi.first("depends")) {
+			if !loaded[d] {
+				t.Errorf("%s depends on %s, which is not loaded before it", ko, d)
+			}
+		}
+		loaded[mi.first("name")] = true
+		mods = append(mods, mi.first("name"))
+	}
+	if strings.Contains(k.KernelRelease, "-cloud-") {
+		// Debian's cloud kernel, as measured in the engineering guide.
+		for _, want := range []string{"virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "virtio_balloon",
+			"virtio_rng", "virtiofs", "fuse", "overlay", "vsock", "vmw_vsock_virtio_transport", "virtio", "virtio_ring"} {
+			if !loaded[want] {
+				t.Errorf("cloud kit lacks module %s", want)
+			}
+		}
+		for _, absent := range []string{"9p", "ext4"} {
+			if loaded[absent] {
+				t.Errorf("cloud kit has %s, which that kernel does not have as a module", absent)
+			}
+		}
+	}
+	t.Logf("kernel %s, %d modules: %s; initramfs %d bytes", k.KernelRelease, len(mods), strings.Join(mods, " "), len(raw))
+}
+
+func TestEnsureSecondCallIsCached(t *testing.T) {
+	k, cache := testKit(t)
+	fi1, err := os.Stat(k.Initramfs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	start := time.Now()
+	k2, err := Ensure(context.Background(), cache, Source{Deb: testDeb(t)}, bootProbe(t), &log)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi2, err := os.Stat(k2.Initramfs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k2.Digest != k.Digest || !os.SameFile(fi1, fi2) || !fi1.ModTime().Equal(fi2.ModTime()) {
+		t.Errorf("second Ensure rebuilt or moved the kit: %+v vs %+v", k, k2)
+	}
+	if log.Len() != 0 {
+		t.Errorf("second Ensure did work: %s", log.String())
+	}
+	t.Logf("cached Ensure (given .deb) took %s", took)
+	if took > 2*time.Second {
+		t.Errorf("cached Ensure took %s; it should only hash its inputs", took)
+	}
+	if ents, _ := filepath.Glob(filepath.Join(cache, ".build-*")); len(ents) != 0 {
+		t.Errorf("build directories left behind: %v", ents)
+	}
+}
+
+// TestEnsureDefaultSource runs the zero Source against a cache kept across
+// test runs: the first run on a machine builds, later ones hit the cache.
+// The second call in a run must not run apt-get nor build.
+func TestEnsureDefaultSource(t *testing.T) {
+	testDeb(t) // skips when apt-get download cannot work here
+	cache := filepath.Join(os.TempDir(), "machinetop-kit-test-default")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	start := time.Now()
+	k, err := Ensure(ctx, cache, Source{}, bootProbe(t), tlogWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("first Ensure(Source{}) took %s", time.Since(start))
+	var log bytes.Buffer
+	start = time.Now()
+	k2, err := Ensure(ctx, cache, Source{}, bootProbe(t), &log)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k2.Digest != k.Digest || log.Len() != 0 {
+		t.Errorf("second Ensure(Source{}) was not a cache hit: digest %s vs %s, log %q", k.Digest, k2.Digest, log.String())
+	}
+	t.Logf("cached Ensure(Source{}) took %s (release %s)", took, k2.KernelRelease)
+	if aptListsStamp() != "" && took > 2*time.Second {
+		t.Errorf("cached Ensure(Source{}) took %s", took)
+	}
+}
+
+// TestEnsureFromKernelAndModulesDir lays the kit's modules out as an
+// installed /lib/modules/<release> tree (compressed three ways, with
+// modules that are not wanted beside them) and builds from it.
+func TestEnsureFromKernelAndModulesDir(t *testing.T) {
+	k, _ := testKit(t)
+	_, data, _ := readArchive(t, k.Initramfs)
+	root := filepath.Join(t.TempDir(), k.KernelRelease)
+	for i, ko := range k.Modules {
+		b := data["modules/"+ko]
+		dir := filepath.Join(root, "kernel", "drivers", strconv.Itoa(i%3))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		name := ko
+		switch i % 3 {
+		case 0:
+			out.Write(b)
+		case 1:
+			w, err := xz.NewWriter(&out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.Write(b)
+			w.Close()
+			name += ".xz"
+		case 2:
+			w, _ := zstd.NewWriter(&out)
+			w.Write(b)
+			w.Close()
+			name += ".zst"
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), out.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Not-a-module files of a real tree are ignored.
+	os.WriteFile(filepath.Join(root, "modules.order"), []byte("kernel/x.ko\n"), 0o644)
+
+	cache := t.TempDir()
+	k2, err := Ensure(context.Background(), cache, Source{Kernel: k.Kernel, ModulesDir: root}, bootProbe(t), tlogWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(k2.Modules, k.Modules) || k2.KernelRelease != k.KernelRelease {
+		t.Errorf("from modules dir: %s %v; from package: %s %v", k2.KernelRelease, k2.Modules, k.KernelRelease, k.Modules)
+	}
+	_, data2, _ := readArchive(t, k2.Initramfs)
+	for _, ko := range k.Modules {
+		if !bytes.Equal(data2["modules/"+ko], data["modules/"+ko]) {
+			t.Errorf("%s differs after a round trip through compression", ko)
+		}
+	}
+
+	// A kernel without modules: its drivers are taken to be built in.
+	k3, err := Ensure(context.Background(), cache, Source{Kernel: k.Kernel}, bootProbe(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(k3.Modules) != 0 || k3.KernelRelease != k.KernelRelease {
+		t.Errorf("kernel-only kit: release %q, modules %v", k3.KernelRelease, k3.Modules)
+	}
+	_, data3, _ := readArchive(t, k3.Initramfs)
+	if len(data3["modules/order"]) != 0 {
+		t.Errorf("kernel-only kit has a module order %q", data3["modules/order"])
+	}
+}
+
+func TestSourceErrors(t *testing.T) {
+	dir := t.TempDir()
+	notDeb := filepath.Join(dir, "x.deb")
+	os.WriteFile(notDeb, []byte("hello"), 0o644)
+	probe := bootProbe(t)
+	for _, c := range []struct {
+		name string
+		src  Source
+		want string
+	}{
+		{"both", Source{Deb: notDeb, Kernel: notDeb}, "either Deb or Kernel"},
+		{"modules alone", Source{ModulesDir: dir}, "ModulesDir needs Kernel"},
+		{"missing deb", Source{Deb: filepath.Join(dir, "none.deb")}, "no such file"},
+		{"not a deb", Source{Deb: notDeb}, "not a Debian package"},
+		{"modules dir is a file", Source{Kernel: notDeb, ModulesDir: notDeb}, "not a directory"},
+		{"empty modules dir", Source{Kernel: notDeb, ModulesDir: dir}, "no modules"},
+	} {
+		_, err := Ensure(context.Background(), filepath.Join(dir, "cache"), c.src, probe, nil)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want it to mention %q", c.name, err, c.want)
+		}
+	}
+	if _, err := Ensure(context.Background(), filepath.Join(dir, "cache"), Source{Kernel: notDeb}, notDeb, nil); err == nil || !strings.Contains(err.Error(), "make") {
+		t.Errorf("non-ELF guest: err = %v, want a hint to build it", err)
+	}
+}
+
+// TestMetapackageIsFollowed gives the cloud metapackage as Source.Deb: the
+// image package it depends on must be found (already downloaded).
+func TestMetapackageIsFollowed(t *testing.T) {
+	image := testDeb(t)
+	metas, _ := filepath.Glob(filepath.Join(persistentDebs(), "linux-image-cloud-*.deb"))
+	if len(metas) == 0 {
+		t.Fatal("default resolution kept no metapackage")
+	}
+	ctl, err := readDebControl(metas[len(metas)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	dep, ok := kernelImageDep(ctl["Depends"])
+	if !ok {
+		t.Fatalf("metapackage Depends %q names no image", ctl["Depends"])
+	}
+	res, err := Source{Deb: metas[len(metas)-1]}.resolve(context.Background(), persistentDebs(), tlogWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(filepath.Base(res.deb), dep.Name+"_") {
+		t.Errorf("metapackage led to %s, want %s", res.deb, dep.Name)
+	}
+	if res2, err := (Source{Deb: image}).resolve(context.Background(), persistentDebs(), nil); err != nil || res2.deb != image {
+		t.Errorf("an image package must be used as is: %v %v", res2, err)
+	}
+}
+
+func TestKernelImageDep(t *testing.T) {
+	for _, c := range []struct {
+		depends string
+		want    debDep
+		ok      bool
+	}{
+		{"linux-image-6.1.0-57-cloud-amd64 (= 6.1.192-3)", debDep{"linux-image-6.1.0-57-cloud-amd64", "6.1.192-3"}, true},
+		{"linux-image-6.12.9-arm64-unsigned (= 6.12.9-1), foo", debDep{"linux-image-6.12.9-arm64-unsigned", "6.12.9-1"}, true},
+		{"kmod, linux-base (>= 4.3~), initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool", debDep{}, false},
+		{"linux-image-6.1.0-57-amd64-dbg, linux-image-6.1.0-57-amd64 (>= 1)", debDep{"linux-image-6.1.0-57-amd64", ""}, true},
+	} {
+		got, ok := kernelImageDep(c.depends)
+		if got != c.want || ok != c.ok {
+			t.Errorf("kernelImageDep(%q) = %v %v, want %v %v", c.depends, got, ok, c.want, c.ok)
+		}
+	}
+	if got := debFileName("p", "1:2.0-3", "amd64"); got != "p_1%3a2.0-3_amd64.deb" {
+		t.Errorf("debFileName = %s", got)
+	}
+}
+
+func TestParseModinfo(t *testing.T) {
+	k, _ := testKit(t)
+	_, data, _ := readArchive(t, k.Initramfs)
+	mi, err := parseModinfo(data["modules/virtio_blk.ko"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps := splitList(mi.first("depends"))
+	if mi.first("name") != "virtio_blk" || !slices.Contains(deps, "virtio") || !slices.Contains(deps, "virtio_ring") {
+		t.Errorf("virtio_blk modinfo: name %q depends %v", mi.first("name"), deps)
+	}
+	if len(mi["alias"]) == 0 {
+		t.Errorf("virtio_blk has no alias= entries: repeated keys lost")
+	}
+	if b, ok := data["modules/virtio-rng.ko"]; ok {
+		mi, err := parseModinfo(b)
+		if err != nil || mi.first("name") != "virtio_rng" {
+			t.Errorf("virtio-rng.ko: name %q, %v", mi.first("name"), err)
+		}
+	}
+	if _, err := parseModinfo([]byte("not elf")); err == nil {
+		t.Error("parseModinfo accepted a non-ELF blob")
+	}
+	if _, err := parseModinfo(data["init"]); err == nil || !strings.Contains(err.Error(), ".modinfo") {
+		t.Errorf("parseModinfo of a program: %v", err)
+	}
+	if got := softdepPre([]string{"pre: crc32c crc-t10dif post: foo"}); !slices.Equal(got, []string{"crc32c", "crc_t10dif"}) {
+		t.Errorf("softdepPre = %v", got)
+	}
+}
+
+// graphLoader serves modules from a dependency table, standing for a
+// kernel's module tree in the ordering tests.
+func graphLoader(g map[string][]string, soft map[string][]string, calls map[string]int) moduleLoader {
+	return func(name string) (*module, bool, error) {
+		calls[name]++
+		deps, ok := g[name]
+		if !ok {
+			return nil, false, nil
+		}
+		return &module{name: name, ko: name + ".ko", depends: deps, softPre: soft[name]}, true, nil
+	}
+}
+
+func TestSelectModulesOrder(t *testing.T) {
+	g := map[string][]string{
+		"virtio_pci":     {"virtio", "virtio_ring"},
+		"virtio_blk":     {"virtio", "virtio_ring"},
+		"virtio_net":     {"virtio_ring", "virtio", "net_failover"},
+		"net_failover":   {"failover"},
+		"failover":       {},
+		"virtio":         {},
+		"virtio_ring":    {},
+		"virtiofs":       {"fuse", "virtio", "virtio_ring"},
+		"fuse":           {},
+		"ext4":           {"jbd2", "mbcache", "crc16"},
+		"jbd2":           {},
+		"mbcache":        {},
+		"crc16":          {},
+		"crc32c_generic": {},
+	}
+	soft := map[string][]string{"ext4": {"crc32c_generic", "not_a_module"}}
+	calls := map[string]int{}
+	order, skipped, err := selectModules([]string{"virtio_pci", "virtio-blk", "virtio_net", "9p", "virtiofs", "ext4"}, graphLoader(g, soft, calls))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"virtio", "virtio_ring", "virtio_pci", "virtio_blk", "failover", "net_failover", "virtio_net",
+		"fuse", "virtiofs", "jbd2", "mbcache", "crc16", "crc32c_generic", "ext4"}
+	if got := moduleNames(order); !slices.Equal(got, want) {
+		t.Errorf("order\n got %v\nwant %v", got, want)
+	}
+	if !slices.Equal(skipped, []string{"9p"}) {
+		t.Errorf("skipped = %v", skipped)
+	}
+	for name, n := range calls {
+		if n != 1 {
+			t.Errorf("module %s read %d times", name, n)
+		}
+	}
+
+	// The same input gives the same order.
+	again, _, _ := selectModules([]string{"virtio_pci", "virtio-blk", "virtio_net", "9p", "virtiofs", "ext4"}, graphLoader(g, soft, map[string]int{}))
+	if !slices.Equal(moduleNames(again), want) {
+		t.Error("order is not stable")
+	}
+
+	_, _, err = selectModules([]string{"a"}, graphLoader(map[string][]string{"a": {"b"}}, nil, map[string]int{}))
+	if err == nil || !strings.Contains(err.Error(), "a depends on b") {
+		t.Errorf("missing dependency: %v", err)
+	}
+	_, _, err = selectModules([]string{"a"}, graphLoader(map[string][]string{"a": {"b"}, "b": {"c"}, "c": {"a"}}, nil, map[string]int{}))
+	if err == nil || !strings.Contains(err.Error(), "cycle") {
+		t.Errorf("cycle: %v", err)
+	}
+	// A soft dependency pointing back is no cycle.
+	order, _, err = selectModules([]string{"a"}, graphLoader(map[string][]string{"a": {"b"}, "b": {}}, map[string][]string{"b": {"a"}}, map[string]int{}))
+	if err != nil || !slices.Equal(moduleNames(order), []string{"b", "a"}) {
+		t.Errorf("soft cycle: %v %v", moduleNames(order), err)
+	}
+}
+
+func TestGuestBinary(t *testing.T) {
+	probe := bootProbe(t)
+	t.Setenv(GuestEnv, probe)
+	if p, err := GuestBinary(runtime.GOARCH); err != nil || p != probe {
+		t.Errorf("GuestBinary with $%s = %q, %v", GuestEnv, p, err)
+	}
+	other := "arm64"
+	if runtime.GOARCH == "arm64" {
+		other = "amd64"
+	}
+	if _, err := GuestBinary(other); err == nil || !strings.Contains(err.Error(), "not "+other) {
+		t.Errorf("wrong-architecture guest: %v", err)
+	}
+	notELF := filepath.Join(t.TempDir(), "machinetop-guest")
+	os.WriteFile(notELF, []byte("#!/bin/sh\n"), 0o755)
+	t.Setenv(GuestEnv, notELF)
+	if _, err := GuestBinary(runtime.GOARCH); err == nil || !strings.Contains(err.Error(), "ELF") {
+		t.Errorf("non-ELF guest: %v", err)
+	}
+	t.Setenv(GuestEnv, "")
+	if _, err := GuestBinary(runtime.GOARCH); err == nil || !strings.Contains(err.Error(), "make") {
+		t.Errorf("no guest next to the test binary: %v", err)
+	}
+	if _, err := GuestBinary("vax"); err == nil {
+		t.Error("unknown architecture accepted")
+	}
+	var pe *os.PathError
+	if err := checkGuestFile(filepath.Join(t.TempDir(), "none"), runtime.GOARCH); !errors.As(err, &pe) || !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("absent file: %v", err)
+	}
+}
