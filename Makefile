@@ -11,7 +11,7 @@ IMAGE   := debian:bookworm
 MACHINE := debian-bookworm
 export PATH := $(BIN):$(PATH):/usr/sbin:/sbin
 
-.PHONY: all build deps image machine up test test-unit test-e2e bench clean
+.PHONY: all build deps image machine up test bench clean
 
 all: build
 
@@ -50,14 +50,10 @@ machine: image
 up: machine
 	$(BIN)/machinetop
 
-test-unit: build
+# Unit tests next to the code and the end-to-end tests in tests/.
+test: deps build
 	$(GO) vet ./...
-	$(GO) test -count=1 ./...
-
-test-e2e: deps build
-	$(GO) test -count=1 -v -timeout 60m ./tests/ -args -bin $(BIN)
-
-test: test-unit test-e2e
+	$(GO) test -count=1 -timeout 60m ./...
 
 bench: deps build
 	tests/bench.sh

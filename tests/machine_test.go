@@ -307,4 +307,3 @@ func waitState(t *testing.T, e *env, name, want string) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
-
