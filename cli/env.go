@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"os"
 	"path/filepath"
 
 	"github.com/machinetop/machinetop/images"
@@ -40,6 +42,10 @@ type storeSource struct{ st *images.Store }
 
 func (s storeSource) Rootfs(ctx context.Context, ref string) (string, string, string, error) {
 	img, _, err := s.st.Resolve(ref)
+	if errors.Is(err, images.ErrNotFound) && images.LooksPullable(ref) {
+		// Not stored yet: pull it, as `docker run` does.
+		img, err = pullWithProgress(ctx, s.st, ref, images.PullOptions{}, os.Stderr, "auto")
+	}
 	if err != nil {
 		return "", "", "", err
 	}

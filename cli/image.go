@@ -20,7 +20,7 @@ func newImageCmd() *cobra.Command {
 		Use:   "image",
 		Short: "Manage the images machines are created from",
 	}
-	c.AddCommand(newImageImportCmd(), newImageListCmd(), newImageRemoveCmd())
+	c.AddCommand(newImageImportCmd(), newImagePullCmd(), newImageListCmd(), newImageRemoveCmd())
 	return c
 }
 

@@ -35,6 +35,12 @@ type Spec struct {
 	// RunDir is a private directory (0700) for the backend's sockets and
 	// pid files; paths in it stay under the unix(7) socket path limit.
 	RunDir string
+	// StateDir is the machine's persistent directory (private to the
+	// machine, kept across boots). Backends keep per-machine hardware
+	// identity there (vz: the machine identifier and the MAC address).
+	// Empty means the backend falls back to RunDir, which may not survive
+	// a host reboot.
+	StateDir string
 }
 
 // Disk is a raw disk image attached as a virtio-blk device. Serial is the

@@ -70,6 +70,9 @@ type Machine struct {
 	Started time.Time `json:"startedDate,omitzero"`
 	// Accelerator is "kvm" or "tcg" (QEMU) while running.
 	Accelerator string `json:"accelerator,omitempty"`
+	// VMPID is the host PID of the VM process (QEMU) while running, else 0;
+	// the dashboard reads its resident memory.
+	VMPID int `json:"vmPid,omitempty"`
 	// Dir is the machine's directory on the host.
 	Dir string `json:"dir"`
 }
@@ -499,6 +502,7 @@ func (m *Manager) Get(ctx context.Context, name string) (*Machine, error) {
 		mc.IP = st.IP
 		mc.Started = st.Started
 		mc.Accelerator = st.Accelerator
+		mc.VMPID = st.VMPID
 	} else if m.orphanRunning(cfg) {
 		mc.State = StateRunning
 	}

@@ -7,12 +7,18 @@
 // bytes until it sees Hello, answers Ready, the same nonce, and "\n". Both
 // sides then run yamux over the stream, the guest as the yamux server. The
 // handshake lets either side discard stale bytes left in the channel by an
-// earlier connection.
+// earlier connection. The host resends Hello until Ready arrives, so the
+// guest drops Hello lines with its nonce that precede the first yamux byte,
+// and answers a Hello with another nonce there in place (it had answered a
+// stale Hello). See handshake.go.
 //
 // Every yamux stream carries one call. The host (client) writes a Request as
 // one line of JSON. For OpExec the stream then carries Frames in both
-// directions until the guest sends FrameExit. For every other operation the
-// guest answers with one line of JSON, a Response, and closes the stream.
+// directions until the guest sends FrameExit: first FrameStarted, or, when
+// the process could not start, a lone FrameExit with ExitStatus.Error set
+// and Code 127 (program not found) or 126 (could not run it), as shells
+// report them. For every other operation the guest answers with one line of
+// JSON, a Response, and closes the stream.
 package proto
 
 import (
@@ -89,8 +95,8 @@ type ExecRequest struct {
 	Term string `json:"term,omitempty"`
 }
 
-// Response answers every operation but OpExec (and OpExec when it could not
-// start the process, with Error set and no frames following).
+// Response answers every operation but OpExec (and an OpExec request that is
+// malformed, with Error set and no frames following).
 type Response struct {
 	// Error is empty on success; otherwise a message for the user.
 	Error     string    `json:"error,omitempty"`

@@ -19,14 +19,51 @@ import (
 // starting QEMU to the probe's module line is the raw direct-kernel boot
 // time other boot measurements are compared with.
 func TestBootProbe(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skipf("the kit's kernel is for %s; this test boots x86_64", runtime.GOARCH)
+	}
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
 		t.Skip("qemu-system-x86_64 is not installed")
 	}
+	k, _ := testKit(t)
+	bootKit(t, qemu, k)
+}
+
+// TestBootProbeGenericKernel does the same with Debian's generic kernel
+// (linux-image-<arch>), where ext4 and 9p are modules too, so their
+// dependency chains (jbd2, mbcache, crc16, 9pnet, netfs...) get loaded for
+// real. Its package is ~70 MB and takes ~20 s to read, hence not in -short.
+func TestBootProbeGenericKernel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("reads the ~70 MB generic kernel package; skipped in -short")
+	}
 	if runtime.GOARCH != "amd64" {
 		t.Skipf("the kit's kernel is for %s; this test boots x86_64", runtime.GOARCH)
 	}
-	k, _ := testKit(t)
+	qemu, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		t.Skip("qemu-system-x86_64 is not installed")
+	}
+	testDeb(t) // skips when apt-get download cannot work here
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cache := filepath.Join(os.TempDir(), "machinetop-kit-test-generic")
+	k, err := Ensure(ctx, cache, Source{Package: "linux-image-" + runtime.GOARCH}, bootProbe(t), tlogWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ext4.ko", "9p.ko", "9pnet_virtio.ko", "jbd2.ko", "mbcache.ko", "virtiofs.ko"} {
+		if !contains(k.Modules, want) {
+			t.Errorf("generic kit lacks %s: %v", want, k.Modules)
+		}
+	}
+	bootKit(t, qemu, k)
+}
+
+// bootKit boots k with bootprobe as /init and checks its report.
+func bootKit(t *testing.T, qemu string, k *Kit) {
+	t.Helper()
 	dir := t.TempDir()
 	disk := filepath.Join(dir, "root.img")
 	if err := os.WriteFile(disk, nil, 0o644); err != nil {

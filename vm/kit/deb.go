@@ -3,7 +3,6 @@ package kit
 import (
 	"archive/tar"
 	"bufio"
-	"bytes"
 	"compress/gzip"
 	"errors"
 	"fmt"
@@ -200,18 +199,3 @@ func cleanTarName(name string) string {
 }
 
 var errNotKernelDeb = errors.New("no boot/vmlinuz-* in the package")
-
-// readAllLimited reads r fully; it exists so that a corrupt size in an
-// archive cannot make us allocate without bound.
-func readAllLimited(r io.Reader, size int64) ([]byte, error) {
-	const max = 1 << 30
-	if size > max {
-		return nil, fmt.Errorf("entry of %d bytes is larger than %d", size, max)
-	}
-	var buf bytes.Buffer
-	if size > 0 {
-		buf.Grow(int(size))
-	}
-	_, err := io.Copy(&buf, io.LimitReader(r, max))
-	return buf.Bytes(), err
-}

@@ -1,0 +1,51 @@
+//go:build linux
+
+// Command machinetop-guest is the binary that runs inside a machine. Built
+// static (CGO_ENABLED=0), it is the initramfs /init and, installed on the
+// root disk, the guest agent.
+//
+// Usage:
+//
+//	/init                      as the kernel's first process (argv[0] "/init")
+//	machinetop-guest agent     serve the host on the agent channels
+//	machinetop-guest pid1      be PID 1 (no init in the image) and serve the host
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/machinetop/machinetop/guest/agent"
+	"github.com/machinetop/machinetop/guest/initrd"
+)
+
+func main() {
+	cmd := ""
+	if len(os.Args) > 1 {
+		cmd = os.Args[1]
+	}
+	switch {
+	case cmd == "agent":
+		log.SetFlags(0)
+		log.SetPrefix("machinetop-agent: ")
+		ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
+		defer stop()
+		agent.Run(ctx, nil)
+	case cmd == "pid1":
+		log.SetFlags(0)
+		log.SetPrefix("machinetop-agent: ")
+		agent.RunPID1()
+	case filepath.Base(os.Args[0]) == "init" && os.Getpid() == 1:
+		// The kernel passes unknown boot parameters as arguments.
+		initrd.Main()
+	default:
+		fmt.Fprintln(os.Stderr, "usage: machinetop-guest agent|pid1 (or run as the initramfs /init)")
+		os.Exit(2)
+	}
+}

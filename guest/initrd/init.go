@@ -1,0 +1,420 @@
+//go:build linux
+
+// Package initrd is the guest binary's life as the initramfs /init: it
+// prepares the machine's root disk (unpacking the image on first boot),
+// configures hostname and network, switches to the root disk and hands
+// PID 1 to the image's init (with the agent started beside it) or to the
+// agent itself. The boot contract is in package proto (boot.go).
+package initrd
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/machinetop/machinetop/guest/proto"
+	"github.com/machinetop/machinetop/guest/unpack"
+)
+
+// newRoot is where the root disk is mounted before the switch.
+const newRoot = "/newroot"
+
+// diskWait is how long /init waits for a disk or network interface to
+// appear after the modules were loaded.
+const diskWait = 15 * time.Second
+
+// Main runs the initramfs /init. It does not return: it execs the image's
+// init or the agent, or powers the machine off after a fatal error.
+func Main() {
+	mountEarly()
+	logToConsole()
+	params := cmdline()
+	debug := params[proto.ParamDebug] == "1"
+	start := time.Now()
+
+	loadModules(debug)
+
+	rootDev, err := waitForDisk(proto.RootSerial)
+	if err != nil {
+		fatal("root disk: %v", err)
+	}
+	must(os.MkdirAll(newRoot, 0o755))
+	if err := unix.Mount(rootDev, newRoot, "ext4", 0, ""); err != nil {
+		fatal("mounting %s: %v", rootDev, err)
+	}
+	if _, err := os.Stat(newRoot + proto.PopulatedMarker); err != nil {
+		populate()
+	}
+
+	if name := params[proto.ParamHostname]; name != "" {
+		setHostname(name)
+	}
+	if spec := params[proto.ParamNet]; spec != "" {
+		if err := configureNetwork(spec); err != nil {
+			log.Printf("network: %v", err)
+		}
+	}
+	if err := installAgent(); err != nil {
+		fatal("installing the agent: %v", err)
+	}
+	if err := switchRoot(); err != nil {
+		fatal("switching root: %v", err)
+	}
+	log.Printf("root ready after %v", time.Since(start).Round(time.Millisecond))
+
+	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=linux"}
+	if _, err := os.Stat("/sbin/init"); err == nil {
+		// Stat follows /sbin/init -> /lib/systemd/systemd inside the
+		// new root, which is now "/".
+		startAgent(env)
+		log.Printf("starting /sbin/init")
+		err := syscall.Exec("/sbin/init", append([]string{"/sbin/init"}, os.Args[1:]...), env)
+		fatal("exec /sbin/init: %v", err)
+	}
+	log.Printf("no /sbin/init: the agent stays PID 1")
+	err = syscall.Exec(proto.AgentInstallPath, []string{proto.AgentInstallPath, "pid1"}, env)
+	fatal("exec %s: %v", proto.AgentInstallPath, err)
+}
+
+// mountEarly mounts the kernel filesystems /init needs; the image's init
+// finds them already mounted after the switch and keeps them.
+func mountEarly() {
+	for _, m := range []struct {
+		src, dir, fstype string
+		flags            uintptr
+		data             string
+	}{
+		{"proc", "/proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+		{"sysfs", "/sys", "sysfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+		{"devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID, "mode=0755"},
+		{"devpts", "/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"},
+	} {
+		os.MkdirAll(m.dir, 0o755)
+		if err := unix.Mount(m.src, m.dir, m.fstype, m.flags, m.data); err != nil && !errors.Is(err, unix.EBUSY) {
+			// No console yet; the kernel log is all there is.
+			kmsg(fmt.Sprintf("mount %s: %v", m.dir, err))
+		}
+	}
+}
+
+// logToConsole makes /dev/console stdin, stdout and stderr (the kernel
+// gives /init none when the initramfs has no /dev/console) and sends the
+// log there with the "machinetop-init: " prefix.
+func logToConsole() {
+	con, err := os.OpenFile("/dev/console", os.O_RDWR, 0)
+	if err != nil {
+		kmsg(fmt.Sprintf("opening /dev/console: %v", err))
+		return
+	}
+	for fd := 0; fd < 3; fd++ {
+		unix.Dup2(int(con.Fd()), fd)
+	}
+	log.SetFlags(0)
+	log.SetPrefix("machinetop-init: ")
+	log.SetOutput(os.Stderr)
+}
+
+// kmsg writes a line to the kernel log (/dev/kmsg).
+func kmsg(msg string) {
+	if f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0); err == nil {
+		fmt.Fprintf(f, "machinetop-init: %s\n", msg)
+		f.Close()
+	}
+}
+
+// cmdline parses /proc/cmdline into key=value pairs; a bare word maps to "".
+func cmdline() map[string]string {
+	b, _ := os.ReadFile("/proc/cmdline")
+	out := map[string]string{}
+	for _, w := range strings.Fields(string(b)) {
+		k, v, _ := strings.Cut(w, "=")
+		out[k] = v
+	}
+	return out
+}
+
+// loadModules loads the modules in proto.ModulesOrder with finit_module(2).
+// A module already loaded (EEXIST) is fine; a failure is logged and the
+// boot goes on.
+func loadModules(debug bool) {
+	f, err := os.Open(proto.ModulesOrder)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			log.Printf("modules: %v", err)
+		}
+		return
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		name := strings.TrimSpace(sc.Text())
+		if name == "" || strings.HasPrefix(name, "#") {
+			continue
+		}
+		mod, err := os.Open(filepath.Join(proto.ModulesDir, name))
+		if err != nil {
+			log.Printf("module %s: %v", name, err)
+			continue
+		}
+		err = unix.FinitModule(int(mod.Fd()), "", 0)
+		mod.Close()
+		switch {
+		case err == nil:
+			if debug {
+				log.Printf("loaded %s", name)
+			}
+		case errors.Is(err, unix.EEXIST):
+		default:
+			log.Printf("module %s: %v", name, err)
+		}
+	}
+}
+
+// waitForDisk returns /dev/vdX for the virtio disk whose serial
+// (/sys/block/vdX/serial) is serial, waiting up to diskWait for it.
+func waitForDisk(serial string) (string, error) {
+	deadline := time.Now().Add(diskWait)
+	for {
+		blocks, _ := filepath.Glob("/sys/block/vd*/serial")
+		for _, p := range blocks {
+			b, err := os.ReadFile(p)
+			if err == nil && strings.TrimSpace(string(b)) == serial {
+				return "/dev/" + filepath.Base(filepath.Dir(p)), nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("no virtio disk with serial %q after %v", serial, diskWait)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// populate unpacks the image disk (a tar stream) onto the root disk and
+// then creates the populated marker.
+func populate() {
+	dev, err := waitForDisk(proto.ImageSerial)
+	if err != nil {
+		fatal("root disk is not populated and the image disk is missing: %v", err)
+	}
+	log.Printf("unpacking the image from %s", dev)
+	start := time.Now()
+	f, err := os.Open(dev)
+	if err != nil {
+		fatal("opening %s: %v", dev, err)
+	}
+	// The disk is the tar stream padded to whole sectors; tar's end
+	// blocks stop the reader before the padding.
+	st, err := unpack.Unpack(bufio.NewReaderSize(f, 1<<20), newRoot, func(msg string) { log.Print(msg) })
+	f.Close()
+	if err != nil {
+		fatal("%v", err)
+	}
+	marker := newRoot + proto.PopulatedMarker
+	must(os.MkdirAll(filepath.Dir(marker), 0o755))
+	must(os.WriteFile(marker, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644))
+	unix.Sync()
+	log.Printf("unpacked %d entries, %d MB in %v", st.Entries, st.Bytes>>20, time.Since(start).Round(time.Millisecond))
+}
+
+// setHostname sets the kernel hostname and the root disk's /etc/hostname.
+func setHostname(name string) {
+	if err := unix.Sethostname([]byte(name)); err != nil {
+		log.Printf("hostname: %v", err)
+	}
+	if fi, err := os.Stat(newRoot + "/etc"); err == nil && fi.IsDir() {
+		p := newRoot + "/etc/hostname"
+		os.Remove(p) // it may be a symlink; never write through it
+		if err := os.WriteFile(p, []byte(name+"\n"), 0o644); err != nil {
+			log.Printf("hostname: %v", err)
+		}
+	}
+}
+
+// configureNetwork applies proto.ParamNet ("ADDR/PREFIX,GATEWAY,DNS"): lo
+// up, the first other interface up with ADDR and a default route via
+// GATEWAY, and DNS in /etc/resolv.conf when that is missing, empty or a
+// dangling symlink.
+func configureNetwork(spec string) error {
+	parts := strings.Split(spec, ",")
+	if len(parts) < 2 {
+		return fmt.Errorf("bad %s=%q", proto.ParamNet, spec)
+	}
+	addr, err := netlink.ParseAddr(parts[0])
+	if err != nil {
+		return err
+	}
+	gw := net.ParseIP(parts[1])
+	if gw == nil {
+		return fmt.Errorf("bad gateway %q", parts[1])
+	}
+	if lo, err := netlink.LinkByName("lo"); err == nil {
+		netlink.LinkSetUp(lo)
+	}
+	link, err := firstInterface()
+	if err != nil {
+		return err
+	}
+	if err := netlink.AddrReplace(link, addr); err != nil {
+		return fmt.Errorf("address on %s: %w", link.Attrs().Name, err)
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return fmt.Errorf("%s up: %w", link.Attrs().Name, err)
+	}
+	if err := netlink.RouteReplace(&netlink.Route{LinkIndex: link.Attrs().Index, Gw: gw}); err != nil {
+		return fmt.Errorf("default route: %w", err)
+	}
+	log.Printf("network: %s %s via %s", link.Attrs().Name, addr, gw)
+	if len(parts) > 2 && parts[2] != "" {
+		writeResolvConf(parts[2])
+	}
+	return nil
+}
+
+// firstInterface returns the first Ethernet interface, waiting up to
+// diskWait for the driver to create it.
+func firstInterface() (netlink.Link, error) {
+	deadline := time.Now().Add(diskWait)
+	for {
+		links, err := netlink.LinkList()
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range links {
+			a := l.Attrs()
+			if a.Name != "lo" && a.EncapType == "ether" && l.Type() == "device" {
+				return l, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, errors.New("no network interface")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func writeResolvConf(dns string) {
+	p := newRoot + "/etc/resolv.conf"
+	fi, err := os.Lstat(p)
+	if err == nil {
+		if fi.Mode()&os.ModeSymlink != 0 {
+			if target, err := os.Readlink(p); err == nil {
+				if !filepath.IsAbs(target) {
+					target = filepath.Join("/etc", target)
+				}
+				if _, err := os.Stat(newRoot + filepath.Clean(target)); err == nil {
+					return // e.g. a working link to systemd-resolved's file
+				}
+			}
+		} else if fi.Size() > 0 {
+			return
+		}
+		os.Remove(p)
+	}
+	if err := os.WriteFile(p, []byte("nameserver "+dns+"\n"), 0o644); err != nil {
+		log.Printf("resolv.conf: %v", err)
+	}
+}
+
+// installAgent copies this binary to proto.AgentInstallPath on the root
+// disk (mode 0755), replacing an older copy atomically.
+func installAgent() error {
+	src, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst := newRoot + proto.AgentInstallPath
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	tmp := dst + ".new"
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, src); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
+	return os.Rename(tmp, dst)
+}
+
+// switchRoot moves /dev, /proc and /sys onto the root disk and makes it
+// "/" (the classic switch_root: MS_MOVE onto the initramfs's rootfs, then
+// chroot). The initramfs's files are not freed; they are small.
+func switchRoot() error {
+	for _, d := range []string{"/dev", "/proc", "/sys"} {
+		target := newRoot + d
+		os.MkdirAll(target, 0o755)
+		if err := unix.Mount(d, target, "", unix.MS_MOVE, ""); err != nil {
+			return fmt.Errorf("moving %s: %w", d, err)
+		}
+	}
+	if err := unix.Chdir(newRoot); err != nil {
+		return err
+	}
+	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("moving %s to /: %w", newRoot, err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return err
+	}
+	return unix.Chdir("/")
+}
+
+// startAgent starts the installed agent in its own session, with its
+// output on the console, before PID 1 becomes the image's init.
+func startAgent(env []string) {
+	out, err := os.OpenFile("/dev/console", os.O_WRONLY, 0)
+	if err != nil {
+		out, _ = os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	}
+	null, _ := os.Open(os.DevNull)
+	p, err := os.StartProcess(proto.AgentInstallPath, []string{proto.AgentInstallPath, "agent"}, &os.ProcAttr{
+		Dir:   "/",
+		Env:   env,
+		Files: []*os.File{null, out, out},
+		Sys:   &syscall.SysProcAttr{Setsid: true},
+	})
+	if err != nil {
+		log.Printf("starting the agent: %v", err)
+		return
+	}
+	p.Release()
+	null.Close()
+	out.Close()
+}
+
+func must(err error) {
+	if err != nil {
+		fatal("%v", err)
+	}
+}
+
+// fatal logs the error and powers the machine off, so the host sees the
+// machine stop instead of a kernel panic (PID 1 must not exit).
+func fatal(format string, args ...any) {
+	log.Printf("FATAL: "+format, args...)
+	kmsg(fmt.Sprintf("FATAL: "+format, args...))
+	unix.Sync()
+	time.Sleep(time.Second)
+	unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	select {}
+}
