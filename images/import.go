@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -71,14 +72,20 @@ func (s *Store) Import(ctx context.Context, path, ref string) (Image, error) {
 	var displaced bool
 	if err == nil {
 		im, displaced, err = s.put(ctx, img, name, tag)
-		if err != nil && ctx.Err() == nil {
+		var pe *fs.PathError
+		switch {
+		case err == nil || ctx.Err() != nil:
+		case errors.As(err, &pe):
+			// The store's disk, not the file's content.
 			err = fmt.Errorf("import %s: %w", path, err)
+		default:
+			err = fmt.Errorf("import %s: %w; accepted formats: %s", path, err, AcceptedFormats)
 		}
 	}
 	os.RemoveAll(scratch)
 	unlock()
 	if err != nil || displaced {
-		s.tryGC()
+		_ = s.tryGC() // best effort; a later collection retries
 	}
 	return im, err
 }
@@ -122,6 +129,9 @@ func (s *Store) openImport(ctx context.Context, p, scratch string) (v1.Image, er
 		if err == nil {
 			// Surface a broken manifest.json or config now, not mid-write.
 			_, err = img.ConfigFile()
+		}
+		if err != nil {
+			err = fmt.Errorf("reading \"docker save\" tar: %w", err)
 		}
 	default:
 		img, err = s.rootfsImage(ctx, p, scratch)

@@ -65,6 +65,9 @@ func (s *Store) RootfsTar(ctx context.Context, ref string) (string, error) {
 	if err := bw.Flush(); err != nil {
 		return "", err
 	}
+	if err := out.Chmod(0o644); err != nil {
+		return "", err
+	}
 	if err := out.Sync(); err != nil {
 		return "", err
 	}

@@ -46,20 +46,22 @@ const (
 var ErrNotFound = errors.New("image not found")
 
 // NotFoundError reports that Ref names no image in the store. Its message
-// tells the user how to get one.
+// tells the user how to get one (image pull or image import).
 type NotFoundError struct {
 	// Ref is the reference as the caller gave it.
 	Ref string
 }
 
+// Error names the reference and how to add an image under it.
 func (e *NotFoundError) Error() string {
-	name := e.Ref
+	if strings.HasPrefix(e.Ref, "sha256:") {
+		return fmt.Sprintf("no image has digest %s; \"machinetop image ls\" lists the images", e.Ref)
+	}
+	name := "NAME"
 	if n, t, err := ParseRef(e.Ref); err == nil {
 		name = n + ":" + t
-	} else {
-		name = "NAME"
 	}
-	return fmt.Sprintf("image %q not found; add it with \"machinetop image import FILE %s\"", e.Ref, name)
+	return fmt.Sprintf("image %q not found; get it with \"machinetop image pull %s\" or \"machinetop image import FILE %s\"", e.Ref, name, name)
 }
 
 // Is makes errors.Is(err, ErrNotFound) true.
@@ -73,6 +75,7 @@ type AmbiguousError struct {
 	Digests []v1.Hash
 }
 
+// Error lists the matching digests, 12 hex digits each.
 func (e *AmbiguousError) Error() string {
 	s := make([]string, len(e.Digests))
 	for i, d := range e.Digests {
@@ -234,7 +237,7 @@ func (s *Store) Put(ctx context.Context, img v1.Image, ref string) (Image, error
 		// Drop the blobs of a failed write or of an image that lost its last
 		// tag, unless another process holds the store busy; then the next
 		// collection does it.
-		s.tryGC()
+		_ = s.tryGC() // best effort; a later collection retries
 	}
 	return im, err
 }
@@ -292,6 +295,13 @@ func (s *Store) writeImage(ctx context.Context, img v1.Image) (v1.Descriptor, er
 		want, err := l.Digest()
 		if err != nil {
 			want = v1.Hash{}
+		}
+		if want.Hex != "" {
+			// Do not even open a layer the store has: for a remote image
+			// that would start a download.
+			if _, err := os.Stat(s.blobPath(want)); err == nil {
+				continue
+			}
 		}
 		rc, err := l.Compressed()
 		if err != nil {
@@ -354,7 +364,10 @@ func (s *Store) writeBlob(ctx context.Context, want v1.Hash, r io.Reader) (v1.Ha
 	}
 	got := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}
 	if want.Hex != "" && got != want {
-		return v1.Hash{}, fmt.Errorf("content does not match its digest: want %s, got %s", want, got)
+		return v1.Hash{}, fmt.Errorf("content does not match its digest (it hashes to %s)", got)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return v1.Hash{}, err
 	}
 	if err := f.Sync(); err != nil {
 		return v1.Hash{}, err
@@ -372,15 +385,11 @@ func (s *Store) blobPath(h v1.Hash) string {
 // Remove deletes what ref addresses: given "NAME[:TAG]" it removes that tag;
 // given a digest prefix it removes the image with every tag it has. Blobs
 // and cached root filesystem tars no longer referenced by any tag are then
-// deleted. Errors: *NotFoundError, *AmbiguousError, or an I/O error.
+// deleted; if another process is writing to the store at that moment, the
+// deletion is left to the next collection rather than waiting for it.
+// Errors: *NotFoundError, *AmbiguousError, or an I/O error.
 func (s *Store) Remove(ref string) error {
-	ctx := context.Background()
-	unlock, err := s.lock(ctx, gcLockFile, false)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	err = s.updateIndex(ctx, func(idx *v1.IndexManifest) error {
+	err := s.updateIndex(context.Background(), func(idx *v1.IndexManifest) error {
 		hits, err := match(idx, ref)
 		if err != nil {
 			return err
@@ -397,8 +406,8 @@ func (s *Store) Remove(ref string) error {
 	if err != nil {
 		return err
 	}
-	if err := s.gc(); err != nil {
-		return fmt.Errorf("removed %s, but cleaning up unused blobs failed: %w", ref, err)
+	if err := s.tryGC(); err != nil {
+		return fmt.Errorf("removed %s, but deleting its unused data failed: %w", ref, err)
 	}
 	return nil
 }
@@ -548,15 +557,16 @@ func (s *Store) lock(ctx context.Context, name string, shared bool) (func(), err
 	return func() { fl.Close() }, nil
 }
 
-// tryGC collects garbage if no other writer or reader is busy; skipping is
-// safe because the next collection removes the same blobs.
-func (s *Store) tryGC() {
+// tryGC collects garbage unless another writer or reader holds the store
+// busy; skipping is safe because the next collection finds the same
+// garbage, and it keeps a removal from waiting behind a long import.
+func (s *Store) tryGC() error {
 	fl := flock.New(filepath.Join(s.root, gcLockFile))
 	if ok, err := fl.TryLock(); err != nil || !ok {
-		return
+		return nil
 	}
 	defer fl.Close()
-	_ = s.gc()
+	return s.gc()
 }
 
 // gc deletes blobs no index entry reaches, root filesystem tars of images no
