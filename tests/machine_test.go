@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -133,6 +132,8 @@ type machineJSON struct {
 	CPUs        int    `json:"cpus"`
 	Memory      uint64 `json:"memory"`
 	Dir         string `json:"dir"`
+	Supervisor  int    `json:"supervisorPid"`
+	VM          int    `json:"vmPid"`
 	Default     bool   `json:"default"`
 	ImageDigest string `json:"imageDigest"`
 }
@@ -223,7 +224,10 @@ func testLifecycle(t *testing.T, e *env, image, name string, systemd bool) {
 	// supervisor adopts QEMU and reconnects to the agent over the same
 	// virtio-serial channel. Break that connection several times.
 	for i := range 5 {
-		sup := pgrep(t, "__supervise "+name+"$")
+		sup := e.inspect(name).Supervisor
+		if sup <= 0 {
+			t.Fatalf("inspect shows no supervisor pid")
+		}
 		syscall.Kill(sup, syscall.SIGKILL)
 		time.Sleep(100 * time.Millisecond)
 		if m := e.inspect(name); m.Status != "running" {
@@ -234,7 +238,10 @@ func testLifecycle(t *testing.T, e *env, image, name string, systemd bool) {
 		}
 	}
 	// Killing QEMU marks the machine stopped; it starts again cleanly.
-	qemu := pgrep(t, "[-]name machinetop-"+name+" ")
+	qemu := e.inspect(name).VM
+	if qemu <= 0 {
+		t.Fatalf("inspect shows no VM pid")
+	}
 	syscall.Kill(qemu, syscall.SIGKILL)
 	waitState(t, e, name, "stopped")
 	e.must("machine", "start", name)
@@ -271,19 +278,6 @@ func tool(name string) string {
 		}
 	}
 	return name
-}
-
-// pgrep returns the one process of this user whose command line matches
-// the extended regular expression pattern.
-func pgrep(t *testing.T, pattern string) int {
-	t.Helper()
-	out, err := exec.Command("pgrep", "-u", strconv.Itoa(os.Getuid()), "-f", pattern).Output()
-	f := strings.Fields(string(out))
-	if err != nil || len(f) != 1 {
-		t.Fatalf("pgrep -f %q: %v %q", pattern, err, out)
-	}
-	pid, _ := strconv.Atoi(f[0])
-	return pid
 }
 
 func waitState(t *testing.T, e *env, name, want string) {

@@ -70,11 +70,11 @@ type Machine struct {
 	Started time.Time `json:"startedDate,omitzero"`
 	// Accelerator is "kvm" or "tcg" (QEMU) while running.
 	Accelerator string `json:"accelerator,omitempty"`
-	// VMPID is the host PID of the VM process (QEMU) while running, else 0;
-	// the dashboard reads its resident memory.
-	VMPID int `json:"vmPid,omitempty"`
 	// Dir is the machine's directory on the host.
 	Dir string `json:"dir"`
+	// SupervisorPID is the host PID of the machine's supervisor while it
+	// runs, else 0.
+	SupervisorPID int `json:"supervisorPid,omitempty"`
 }
 
 // CreateOptions are the parameters of Create. Zero values take defaults.

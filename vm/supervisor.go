@@ -150,6 +150,7 @@ func (s *supervisor) spec(k *kit.Kit) *Spec {
 		Disks:      disks,
 		ConsoleLog: filepath.Join(s.dir, consoleLogFile),
 		RunDir:     s.run,
+		StateDir:   s.dir,
 	}
 	if k != nil {
 		sp.Kernel, sp.Initramfs = k.Kernel, k.Initramfs

@@ -217,19 +217,20 @@ func linuxKernel(path, runDir, goarch string) (string, error) {
 	}
 	defer f.Close()
 	hdr := make([]byte, 64)
-	if _, err := io.ReadFull(f, hdr); err != nil {
+	n, err := io.ReadFull(f, hdr)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
 		return "", fmt.Errorf("vz: kernel %s is too short to be a Linux image", path)
 	}
 	var payload io.Reader
 	switch {
-	case bytes.Equal(hdr[0x38:0x3c], arm64Magic):
+	case n == len(hdr) && bytes.Equal(hdr[0x38:0x3c], arm64Magic):
 		return path, nil
-	case bytes.Equal(hdr[:2], gzipMagic):
+	case n >= 2 && bytes.Equal(hdr[:2], gzipMagic):
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			return "", err
 		}
 		payload = f
-	case string(hdr[:2]) == "MZ" && string(hdr[4:8]) == "zimg":
+	case n == len(hdr) && string(hdr[:2]) == "MZ" && string(hdr[4:8]) == "zimg":
 		off := binary.LittleEndian.Uint32(hdr[8:12])
 		size := binary.LittleEndian.Uint32(hdr[12:16])
 		comp, _, _ := strings.Cut(string(hdr[24:0x38]), "\x00")

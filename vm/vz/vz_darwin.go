@@ -1,0 +1,502 @@
+//go:build darwin
+
+package vz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	avf "github.com/Code-Hex/vz/v3"
+
+	"github.com/machinetop/machinetop/guest/proto"
+	"github.com/machinetop/machinetop/vm"
+)
+
+// MinMacOS is the oldest macOS the backend runs on: 13 (Ventura) is the
+// first with VZGenericMachineIdentifier, which keeps a machine's identity
+// across boots; everything else the backend uses (block device
+// identifiers, disk caching modes, VZVirtualMachine stop) came earlier.
+const MinMacOS = 13.0
+
+// Backend runs machines with Apple's Virtualization framework inside the
+// calling (supervisor) process. The VM ends when that process exits, so
+// Backend does not implement vm.Adopter. The binary must be signed with the
+// com.apple.security.virtualization entitlement.
+type Backend struct{}
+
+var _ vm.Backend = (*Backend)(nil)
+
+// Name returns "vz".
+func (b *Backend) Name() string { return "vz" }
+
+// Accelerator returns "hvf" (Hypervisor.framework, which the
+// Virtualization framework runs on). It returns an error when macOS is
+// older than MinMacOS or the host has no hypervisor support
+// (sysctl kern.hv_support, for example inside a VM without nested
+// virtualization).
+func (b *Backend) Accelerator(ctx context.Context) (string, error) {
+	if err := checkHost(); err != nil {
+		return "", err
+	}
+	return "hvf", nil
+}
+
+func checkHost() error {
+	ver, err := syscall.Sysctl("kern.osproductversion")
+	if err != nil {
+		return fmt.Errorf("vz: reading the macOS version: %w", err)
+	}
+	if v := majorMinor(ver); v < MinMacOS {
+		return fmt.Errorf("vz: macOS %s is too old: machinetop needs macOS %.0f or later", ver, MinMacOS)
+	}
+	if hv, err := syscall.SysctlUint32("kern.hv_support"); err != nil || hv != 1 {
+		return errors.New("vz: this Mac offers no hypervisor (sysctl kern.hv_support is not 1); inside a VM, enable nested virtualization")
+	}
+	return nil
+}
+
+// majorMinor parses "14.6.1" as 14.6; it returns 0 when ver is malformed.
+func majorMinor(ver string) float64 {
+	parts := strings.SplitN(strings.TrimSpace(ver), ".", 3)
+	s := parts[0]
+	if len(parts) > 1 {
+		s += "." + parts[1]
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0
+	}
+	return f
+}
+
+// Start builds the VM configuration for spec (see the package comment for
+// the devices), has the framework validate it
+// (-[VZVirtualMachineConfiguration validateWithError:]) and starts the VM
+// (-[VZVirtualMachine startWithCompletionHandler:], which vz runs on the
+// VM's dispatch queue). It returns once the VM runs. If ctx ends first,
+// Start returns ctx's error and stops the VM as soon as it has started.
+func (b *Backend) Start(ctx context.Context, spec *vm.Spec) (vm.Instance, error) {
+	if err := checkHost(); err != nil {
+		return nil, err
+	}
+	cfg, err := configure(spec)
+	if err != nil {
+		return nil, err
+	}
+	machine, err := avf.NewVirtualMachine(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("vz: creating the virtual machine: %w", err)
+	}
+	if !machine.CanStart() {
+		return nil, fmt.Errorf("vz: the virtual machine cannot start in state %v", machine.State())
+	}
+	started := make(chan error, 1)
+	go func() { started <- machine.Start() }()
+	select {
+	case err := <-started:
+		if err != nil {
+			return nil, fmt.Errorf("vz: starting the virtual machine: %w", err)
+		}
+	case <-ctx.Done():
+		go func() {
+			if <-started == nil {
+				machine.Stop()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+	inst := &instance{vm: machine, memory: spec.MemoryBytes, done: make(chan struct{})}
+	go inst.watch()
+	return inst, nil
+}
+
+// configure returns the validated framework configuration for spec.
+func configure(spec *vm.Spec) (*avf.VirtualMachineConfiguration, error) {
+	if err := checkSpec(spec); err != nil {
+		return nil, err
+	}
+	minCPU, maxCPU := avf.VirtualMachineConfigurationMinimumAllowedCPUCount(), avf.VirtualMachineConfigurationMaximumAllowedCPUCount()
+	if n := uint(spec.CPUs); n < minCPU || n > maxCPU {
+		return nil, fmt.Errorf("vz: %d CPUs requested; this Mac allows %d to %d", spec.CPUs, minCPU, maxCPU)
+	}
+	minMem, maxMem := avf.VirtualMachineConfigurationMinimumAllowedMemorySize(), avf.VirtualMachineConfigurationMaximumAllowedMemorySize()
+	if spec.MemoryBytes < minMem || spec.MemoryBytes > maxMem {
+		return nil, fmt.Errorf("vz: %d MiB of memory requested; this Mac allows %d to %d MiB",
+			spec.MemoryBytes/vm.MiB, minMem/vm.MiB, maxMem/vm.MiB)
+	}
+
+	kernel, err := linuxKernel(spec.Kernel, spec.RunDir, runtime.GOARCH)
+	if err != nil {
+		return nil, err
+	}
+	boot, err := avf.NewLinuxBootLoader(kernel,
+		avf.WithCommandLine(commandLine(spec.Cmdline)),
+		avf.WithInitrd(spec.Initramfs),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("vz: Linux boot loader: %w", err)
+	}
+	cfg, err := avf.NewVirtualMachineConfiguration(boot, uint(spec.CPUs), spec.MemoryBytes)
+	if err != nil {
+		return nil, fmt.Errorf("vz: VM configuration: %w", err)
+	}
+
+	platform, err := platformConfig(stateDir(spec))
+	if err != nil {
+		return nil, err
+	}
+	cfg.SetPlatformVirtualMachineConfiguration(platform)
+
+	storage, err := storageDevices(spec.Disks)
+	if err != nil {
+		return nil, err
+	}
+	cfg.SetStorageDevicesVirtualMachineConfiguration(storage)
+
+	nic, err := networkDevice(stateDir(spec), spec.Name)
+	if err != nil {
+		return nil, err
+	}
+	cfg.SetNetworkDevicesVirtualMachineConfiguration([]*avf.VirtioNetworkDeviceConfiguration{nic})
+
+	console, err := consoleDevice(spec.ConsoleLog)
+	if err != nil {
+		return nil, err
+	}
+	cfg.SetSerialPortsVirtualMachineConfiguration([]*avf.VirtioConsoleDeviceSerialPortConfiguration{console})
+
+	entropy, err := avf.NewVirtioEntropyDeviceConfiguration()
+	if err != nil {
+		return nil, fmt.Errorf("vz: entropy device: %w", err)
+	}
+	cfg.SetEntropyDevicesVirtualMachineConfiguration([]*avf.VirtioEntropyDeviceConfiguration{entropy})
+
+	balloon, err := avf.NewVirtioTraditionalMemoryBalloonDeviceConfiguration()
+	if err != nil {
+		return nil, fmt.Errorf("vz: memory balloon: %w", err)
+	}
+	cfg.SetMemoryBalloonDevicesVirtualMachineConfiguration([]avf.MemoryBalloonDeviceConfiguration{balloon})
+
+	vsock, err := avf.NewVirtioSocketDeviceConfiguration()
+	if err != nil {
+		return nil, fmt.Errorf("vz: socket device: %w", err)
+	}
+	cfg.SetSocketDevicesVirtualMachineConfiguration([]avf.SocketDeviceConfiguration{vsock})
+
+	// Host integration will add directory shares here, one Spec entry per
+	// share; until then a machine has none.
+	var shares []directoryShare
+	fsDevs, err := directorySharingDevices(shares)
+	if err != nil {
+		return nil, err
+	}
+	if len(fsDevs) > 0 {
+		cfg.SetDirectorySharingDevicesVirtualMachineConfiguration(fsDevs)
+	}
+
+	if ok, err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("vz: the framework rejected the VM configuration: %w", err)
+	} else if !ok {
+		return nil, errors.New("vz: the framework rejected the VM configuration")
+	}
+	return cfg, nil
+}
+
+// platformConfig returns a generic platform whose machine identifier is
+// read from dir/MachineIDFile, or created and saved there on first boot,
+// so that the guest sees the same machine on every boot.
+func platformConfig(dir string) (*avf.GenericPlatformConfiguration, error) {
+	path := filepath.Join(dir, MachineIDFile)
+	data, err := loadOrCreate(path, func() ([]byte, error) {
+		id, err := avf.NewGenericMachineIdentifier()
+		if err != nil {
+			return nil, err
+		}
+		return id.DataRepresentation(), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("vz: machine identifier: %w", err)
+	}
+	if len(data) == 0 {
+		return nil, fmt.Errorf("vz: machine identifier %s is empty: delete it to make a new one", path)
+	}
+	id, err := avf.NewGenericMachineIdentifierWithData(data)
+	if err != nil {
+		return nil, fmt.Errorf("vz: machine identifier %s: %w", path, err)
+	}
+	p, err := avf.NewGenericPlatformConfiguration(avf.WithGenericMachineIdentifier(id))
+	if err != nil {
+		return nil, fmt.Errorf("vz: platform configuration: %w", err)
+	}
+	return p, nil
+}
+
+// storageDevices attaches each disk as a virtio-blk device whose block
+// device identifier is the disk's serial. Disk images use the host's page
+// cache with fsync on guest flushes (VZDiskImageCachingModeCached,
+// VZDiskImageSynchronizationModeFsync): the framework's automatic
+// (uncached) mode has corrupted guest filesystems, and fsync makes a guest
+// flush durable for the guest's journal.
+func storageDevices(disks []vm.Disk) ([]avf.StorageDeviceConfiguration, error) {
+	var devs []avf.StorageDeviceConfiguration
+	for _, d := range disks {
+		att, err := avf.NewDiskImageStorageDeviceAttachmentWithCacheAndSync(d.Path, d.ReadOnly,
+			avf.DiskImageCachingModeCached, avf.DiskImageSynchronizationModeFsync)
+		if err != nil {
+			return nil, fmt.Errorf("vz: disk %s: %w", d.Path, err)
+		}
+		blk, err := avf.NewVirtioBlockDeviceConfiguration(att)
+		if err != nil {
+			return nil, fmt.Errorf("vz: disk %s: %w", d.Path, err)
+		}
+		if err := blk.SetBlockDeviceIdentifier(d.Serial); err != nil {
+			return nil, fmt.Errorf("vz: disk %s: serial %q: %w", d.Path, d.Serial, err)
+		}
+		devs = append(devs, blk)
+	}
+	return devs, nil
+}
+
+// networkDevice returns a virtio-net device on the framework's NAT
+// (VZNATNetworkDeviceAttachment; the guest gets its address by DHCP) with
+// the machine's MAC address.
+func networkDevice(dir, name string) (*avf.VirtioNetworkDeviceConfiguration, error) {
+	hw, err := macAddress(dir, name)
+	if err != nil {
+		return nil, err
+	}
+	nat, err := avf.NewNATNetworkDeviceAttachment()
+	if err != nil {
+		return nil, fmt.Errorf("vz: NAT network: %w", err)
+	}
+	nic, err := avf.NewVirtioNetworkDeviceConfiguration(nat)
+	if err != nil {
+		return nil, fmt.Errorf("vz: network device: %w", err)
+	}
+	mac, err := avf.NewMACAddress(hw)
+	if err != nil {
+		return nil, fmt.Errorf("vz: MAC address %s: %w", hw, err)
+	}
+	nic.SetMACAddress(mac)
+	return nic, nil
+}
+
+// consoleDevice returns a virtio console port (the guest's hvc0) appending
+// to path.
+func consoleDevice(path string) (*avf.VirtioConsoleDeviceSerialPortConfiguration, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("vz: console log: %w", err)
+	}
+	f.Close()
+	att, err := avf.NewFileSerialPortAttachment(path, true)
+	if err != nil {
+		return nil, fmt.Errorf("vz: console log %s: %w", path, err)
+	}
+	port, err := avf.NewVirtioConsoleDeviceSerialPortConfiguration(att)
+	if err != nil {
+		return nil, fmt.Errorf("vz: console: %w", err)
+	}
+	return port, nil
+}
+
+// directoryShare is one host directory shared with the guest over
+// virtio-fs; the guest mounts it with `mount -t virtiofs TAG DIR`.
+type directoryShare struct {
+	Tag      string
+	Path     string
+	ReadOnly bool
+}
+
+// directorySharingDevices returns one virtio-fs device
+// (VZVirtioFileSystemDeviceConfiguration with a VZSingleDirectoryShare) per
+// share.
+func directorySharingDevices(shares []directoryShare) ([]avf.DirectorySharingDeviceConfiguration, error) {
+	var devs []avf.DirectorySharingDeviceConfiguration
+	for _, s := range shares {
+		dir, err := avf.NewSharedDirectory(s.Path, s.ReadOnly)
+		if err != nil {
+			return nil, fmt.Errorf("vz: shared directory %s: %w", s.Path, err)
+		}
+		single, err := avf.NewSingleDirectoryShare(dir)
+		if err != nil {
+			return nil, fmt.Errorf("vz: shared directory %s: %w", s.Path, err)
+		}
+		dev, err := avf.NewVirtioFileSystemDeviceConfiguration(s.Tag)
+		if err != nil {
+			return nil, fmt.Errorf("vz: virtio-fs tag %q: %w", s.Tag, err)
+		}
+		dev.SetDirectoryShare(single)
+		devs = append(devs, dev)
+	}
+	return devs, nil
+}
+
+// instance is a running VZVirtualMachine.
+type instance struct {
+	vm     *avf.VirtualMachine
+	memory uint64 // configured guest memory, bytes
+
+	done chan struct{} // closed when the VM has stopped
+	err  error         // why; set before done closes
+
+	mu     sync.Mutex
+	killed bool
+	conn   net.Conn // the open agent connection
+}
+
+// watch follows the VM's state changes (VZVirtualMachine.state, observed
+// by vz) until the VM stops, then records why and closes done.
+func (i *instance) watch() {
+	err := errors.New("vz: state notifications ended while the virtual machine ran")
+loop:
+	for st := range i.vm.StateChangedNotify() {
+		switch st {
+		case avf.VirtualMachineStateStopped:
+			err = nil
+			i.mu.Lock()
+			if i.killed {
+				err = errors.New("vz: the virtual machine was stopped by force")
+			}
+			i.mu.Unlock()
+			break loop
+		case avf.VirtualMachineStateError:
+			err = errors.New("vz: the virtual machine stopped with an internal error (see the console log)")
+			break loop
+		}
+	}
+	i.mu.Lock()
+	if i.conn != nil {
+		i.conn.Close()
+		i.conn = nil
+	}
+	i.mu.Unlock()
+	i.err = err
+	close(i.done)
+}
+
+// PID returns 0: the VM runs inside the calling process.
+func (i *instance) PID() int { return 0 }
+
+// DialAgent connects to the guest agent on vsock port proto.VsockPort
+// (-[VZVirtioSocketDevice connectToPort:completionHandler:]) and closes
+// the previous connection, if any. It fails while the VM is not running
+// or the guest does not listen yet.
+func (i *instance) DialAgent(ctx context.Context) (net.Conn, error) {
+	if st := i.vm.State(); st != avf.VirtualMachineStateRunning {
+		return nil, fmt.Errorf("vz: the virtual machine is not running (%v)", st)
+	}
+	devs := i.vm.SocketDevices()
+	if len(devs) == 0 {
+		return nil, errors.New("vz: the virtual machine has no socket device")
+	}
+	type result struct {
+		conn net.Conn
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		c, err := devs[0].Connect(proto.VsockPort)
+		if err != nil {
+			ch <- result{nil, err}
+			return
+		}
+		ch <- result{c, nil}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, fmt.Errorf("vz: connecting to the agent on vsock port %d: %w", proto.VsockPort, r.err)
+		}
+		i.mu.Lock()
+		old := i.conn
+		i.conn = r.conn
+		i.mu.Unlock()
+		if old != nil {
+			old.Close()
+		}
+		return r.conn, nil
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.conn != nil {
+				r.conn.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+// RequestStop asks the guest to power off
+// (-[VZVirtualMachine requestStopWithError:], which the guest sees as an
+// ACPI-like power button press) and returns at once.
+func (i *instance) RequestStop(ctx context.Context) error {
+	if !i.vm.CanRequestStop() {
+		return fmt.Errorf("vz: cannot ask the guest to stop in state %v", i.vm.State())
+	}
+	ok, err := i.vm.RequestStop()
+	if err != nil {
+		return fmt.Errorf("vz: asking the guest to stop: %w", err)
+	}
+	if !ok {
+		return errors.New("vz: the framework refused to ask the guest to stop")
+	}
+	return nil
+}
+
+// Kill stops the VM at once (-[VZVirtualMachine stopWithCompletionHandler:]),
+// without the guest's involvement. It returns nil if the VM has already
+// stopped.
+func (i *instance) Kill() error {
+	select {
+	case <-i.done:
+		return nil
+	default:
+	}
+	if !i.vm.CanStop() {
+		return nil
+	}
+	i.mu.Lock()
+	i.killed = true
+	i.mu.Unlock()
+	if err := i.vm.Stop(); err != nil {
+		return fmt.Errorf("vz: stopping the virtual machine: %w", err)
+	}
+	return nil
+}
+
+// Wait blocks until the VM has stopped. It returns nil when the guest
+// powered off, an error after Kill or when the framework stopped the VM
+// with an error.
+func (i *instance) Wait() error {
+	<-i.done
+	return i.err
+}
+
+// SetBalloon sets the memory the guest may keep, in bytes, rounded down to
+// a whole MiB (-[VZVirtioTraditionalMemoryBalloonDevice
+// setTargetVirtualMachineMemorySize:]). It returns an error when bytes
+// exceeds the VM's memory or the VM has no balloon.
+func (i *instance) SetBalloon(ctx context.Context, bytes uint64) error {
+	if bytes > i.memory {
+		return fmt.Errorf("vz: balloon target %d MiB exceeds the machine's %d MiB", bytes/vm.MiB, i.memory/vm.MiB)
+	}
+	if bytes < vm.MiB {
+		return fmt.Errorf("vz: balloon target %d bytes is below 1 MiB", bytes)
+	}
+	for _, d := range i.vm.MemoryBalloonDevices() {
+		if b := avf.AsVirtioTraditionalMemoryBalloonDevice(d); b != nil {
+			b.SetTargetVirtualMachineMemorySize(bytes / vm.MiB * vm.MiB)
+			return nil
+		}
+	}
+	return errors.New("vz: the virtual machine has no memory balloon")
+}
