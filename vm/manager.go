@@ -72,6 +72,9 @@ type Machine struct {
 	Accelerator string `json:"accelerator,omitempty"`
 	// Dir is the machine's directory on the host.
 	Dir string `json:"dir"`
+	// VMPID is the host PID of the VM process (QEMU) while running, else 0
+	// (also 0 on vz, where the VM runs inside the supervisor).
+	VMPID int `json:"vmPid,omitempty"`
 	// SupervisorPID is the host PID of the machine's supervisor while it
 	// runs, else 0.
 	SupervisorPID int `json:"supervisorPid,omitempty"`
@@ -502,7 +505,7 @@ func (m *Manager) Get(ctx context.Context, name string) (*Machine, error) {
 		mc.IP = st.IP
 		mc.Started = st.Started
 		mc.Accelerator = st.Accelerator
-		mc.VMPID = st.VMPID
+		mc.VMPID, mc.SupervisorPID = st.VMPID, st.PID
 	} else if m.orphanRunning(cfg) {
 		mc.State = StateRunning
 	}
