@@ -19,6 +19,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/google/renameio/v2"
 )
 
 const (
@@ -138,7 +139,7 @@ func Open(root string) (*Store, error) {
 	lf := filepath.Join(abs, "oci-layout")
 	switch b, err := os.ReadFile(lf); {
 	case errors.Is(err, os.ErrNotExist):
-		if err := writeFileAtomic(lf, []byte(`{"imageLayoutVersion":"1.0.0"}`+"\n")); err != nil {
+		if err := renameio.WriteFile(lf, []byte(`{"imageLayoutVersion":"1.0.0"}`+"\n"), 0o644); err != nil {
 			return nil, fmt.Errorf("creating image store: %w", err)
 		}
 	case err != nil:
@@ -533,7 +534,7 @@ func (s *Store) updateIndex(ctx context.Context, fn func(*v1.IndexManifest) erro
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(s.root, "index.json"), append(b, '\n'))
+	return renameio.WriteFile(filepath.Join(s.root, "index.json"), append(b, '\n'), 0o644)
 }
 
 // lock takes a file lock in the store directory, waiting until it is free
@@ -662,30 +663,6 @@ func (s *Store) mark(d v1.Descriptor, live map[string]bool) error {
 		}
 	}
 	return nil
-}
-
-// writeFileAtomic replaces name with data so readers see the old or the
-// new content, never a mix, even if the process dies midway.
-func writeFileAtomic(name string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	defer f.Close()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), name)
 }
 
 // ctxReader fails reads once ctx is done, so long copies stop promptly.

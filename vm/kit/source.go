@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+
+	"github.com/google/renameio/v2"
 )
 
 // Source says where the kernel and its modules come from. Set at most one
@@ -232,7 +234,7 @@ func resolvePackage(ctx context.Context, pkg, debsDir string, log io.Writer) (st
 	}
 	if stamp != "" {
 		b, _ := json.Marshal(resolution{Package: pkg, ListStamp: stamp, Image: filepath.Base(image)})
-		if err := writeFileAtomic(recPath, b, 0o644); err != nil {
+		if err := renameio.WriteFile(recPath, b, 0o644); err != nil {
 			return "", err
 		}
 	}
@@ -413,4 +415,15 @@ func kernelRelease(kernel string) string {
 		return fs[0]
 	}
 	return ""
+}
+
+// GenericPackage is the name of Debian's generic kernel metapackage for
+// the host architecture (linux-image-amd64, linux-image-arm64), which has
+// 9p and virtiofs as modules; the default cloud kernel lacks 9p.
+func GenericPackage() (string, error) {
+	a, err := debArch(runtime.GOARCH)
+	if err != nil {
+		return "", err
+	}
+	return "linux-image-" + a, nil
 }
