@@ -1,0 +1,176 @@
+package vm
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+// tarImage is an ImageSource serving one flattened root filesystem tar
+// under one name; the images package provides the real one in the CLI.
+type tarImage struct{ name, path string }
+
+func (ti tarImage) Rootfs(ctx context.Context, ref string) (string, string, string, error) {
+	if ref != ti.name {
+		return "", "", "", errors.New("image " + ref + " not found")
+	}
+	return ti.name, "sha256:0123456789abcdef", ti.path, nil
+}
+
+func newTestManager(t *testing.T) *Manager {
+	t.Helper()
+	if _, err := lookTool("mkfs.ext4"); err != nil {
+		t.Skip("mkfs.ext4 not installed (e2fsprogs)")
+	}
+	dir := t.TempDir()
+	tarPath := filepath.Join(dir, "rootfs.tar")
+	f, err := os.Create(tarPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := tar.NewWriter(f)
+	tw.WriteHeader(&tar.Header{Name: "etc/", Mode: 0o755, Typeflag: tar.TypeDir})
+	tw.WriteHeader(&tar.Header{Name: "etc/hostname", Mode: 0o644, Size: 5})
+	tw.Write([]byte("test\n"))
+	tw.Close()
+	f.Close()
+	return &Manager{DataDir: filepath.Join(dir, "data"), Images: tarImage{"test:latest", tarPath}}
+}
+
+func TestCreateDefaultsAndList(t *testing.T) {
+	m := newTestManager(t)
+	ctx := context.Background()
+	cfg, err := m.Create(ctx, CreateOptions{Image: "test:latest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Name != "test-latest" || cfg.CPUs != DefaultCPUs() || cfg.MemoryBytes != DefaultMemory() || cfg.DiskBytes != DefaultDiskBytes {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+	if DefaultMemory()%GiB != 0 || DefaultMemory() < GiB {
+		t.Fatalf("default memory %d is not a whole number of GiB ≥ 1 GiB", DefaultMemory())
+	}
+	// The first machine becomes the default; a second does not, unless asked.
+	if _, err := m.Create(ctx, CreateOptions{Image: "test:latest", Name: "second", MemoryBytes: GiB, CPUs: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := m.Default(); d != "test-latest" {
+		t.Fatalf("default is %q, want the first machine", d)
+	}
+	ms, err := m.List(ctx)
+	if err != nil || len(ms) != 2 {
+		t.Fatalf("List: %v %v", ms, err)
+	}
+	for _, mc := range ms {
+		if mc.State != StateStopped || mc.DiskAllocated == 0 || mc.DiskAllocated > 64*MiB {
+			t.Errorf("%s: state %s, disk allocated %d bytes (want stopped, a sparse few MiB)", mc.Name, mc.State, mc.DiskAllocated)
+		}
+		if mc.Default != (mc.Name == "test-latest") {
+			t.Errorf("%s: default flag %v", mc.Name, mc.Default)
+		}
+	}
+	// The disk is a real, clean ext4 filesystem of the asked capacity.
+	fi, err := os.Stat(filepath.Join(ms[0].Dir, diskFile))
+	if err != nil || uint64(fi.Size()) != ms[0].DiskBytes {
+		t.Fatalf("disk size %v, %v; want %d", fi.Size(), err, ms[0].DiskBytes)
+	}
+	if err := checkDisk(ctx, filepath.Join(ms[0].Dir, diskFile)); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := m.SetDefault("second"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := m.Resolve(""); err != nil || n != "second" {
+		t.Fatalf("Resolve(\"\") = %q, %v", n, err)
+	}
+	wasDefault, err := m.Delete(ctx, "second")
+	if err != nil || !wasDefault {
+		t.Fatalf("Delete = %v, %v; want the default cleared", wasDefault, err)
+	}
+	if _, err := m.Resolve(""); err == nil {
+		t.Fatal("Resolve(\"\") after deleting the default: want an error")
+	}
+	if _, err := m.Config("second"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Config after delete: %v, want ErrNotFound", err)
+	}
+}
+
+func TestCreateRefusesBadInputAndLeavesNothing(t *testing.T) {
+	m := newTestManager(t)
+	ctx := context.Background()
+	total, _ := HostMemory()
+	for _, o := range []CreateOptions{
+		{Image: "test:latest", Name: "Bad"},
+		{Image: "nosuch:image"},
+		{Image: "test:latest", MemoryBytes: total + GiB},
+		{Image: "test:latest", MemoryBytes: MiB},
+		{Image: "test:latest", CPUs: HostCPUs() + 1},
+		{Image: "test:latest", DiskBytes: MiB},
+		{Image: "test:latest", Kernel: "/nonexistent/vmlinuz"},
+		{Image: ""},
+	} {
+		if _, err := m.Create(ctx, o); err == nil {
+			t.Errorf("Create(%+v) succeeded, want an error", o)
+		}
+	}
+	ents, _ := os.ReadDir(filepath.Join(m.DataDir, "machines"))
+	for _, e := range ents {
+		if e.Name() != ".lock" {
+			t.Errorf("left behind: %s", e.Name())
+		}
+	}
+	if err := m.Set("nosuch", map[string]string{"cpus": "1"}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Set on a missing machine: %v", err)
+	}
+}
+
+func TestConcurrentCreateOneWins(t *testing.T) {
+	m := newTestManager(t)
+	const n = 6
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = m.Create(context.Background(), CreateOptions{Image: "test:latest", Name: "race", CPUs: 1, MemoryBytes: GiB})
+		}()
+	}
+	wg.Wait()
+	wins := 0
+	for _, err := range errs {
+		if err == nil {
+			wins++
+		}
+	}
+	if wins != 1 {
+		t.Fatalf("%d of %d concurrent creates won: %v", wins, n, errs)
+	}
+}
+
+func TestSetValidates(t *testing.T) {
+	m := newTestManager(t)
+	if _, err := m.Create(context.Background(), CreateOptions{Image: "test:latest", Name: "s", CPUs: 1, MemoryBytes: GiB}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Set("s", map[string]string{"memory": "2G", "cpus": "1"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := m.Config("s")
+	if cfg.MemoryBytes != 2*GiB {
+		t.Fatalf("memory after set: %d", cfg.MemoryBytes)
+	}
+	for _, kv := range []map[string]string{{"cpus": "many"}, {"memory": "lots"}, {"color": "blue"}, {"cpus": "0"}} {
+		if err := m.Set("s", kv); err == nil {
+			t.Errorf("Set(%v) succeeded, want an error", kv)
+		}
+	}
+	if cfg2, _ := m.Config("s"); cfg2.MemoryBytes != 2*GiB || cfg2.CPUs != 1 {
+		t.Fatalf("a refused set changed the config: %+v", cfg2)
+	}
+}
