@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 
@@ -44,7 +45,12 @@ func (s storeSource) Rootfs(ctx context.Context, ref string) (string, string, st
 	img, _, err := s.st.Resolve(ref)
 	if errors.Is(err, images.ErrNotFound) && images.LooksPullable(ref) {
 		// Not stored yet: pull it, as `docker run` does.
-		img, err = pullWithProgress(ctx, s.st, ref, images.PullOptions{}, os.Stderr, "auto")
+		var perr error
+		if img, perr = pullWithProgress(ctx, s.st, ref, images.PullOptions{}, os.Stderr, "auto"); perr != nil {
+			err = fmt.Errorf("%w; pulling it failed: %v", err, perr)
+		} else {
+			err = nil
+		}
 	}
 	if err != nil {
 		return "", "", "", err

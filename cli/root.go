@@ -49,6 +49,7 @@ func NewRootCmd() *cobra.Command {
 		},
 	}
 	root.AddCommand(newImageCmd())
+	root.AddCommand(newBuildCmd())
 	root.AddCommand(newMachineCmd())
 	root.AddCommand(newSuperviseCmd())
 	return root

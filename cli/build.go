@@ -1,0 +1,101 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/machinetop/machinetop/images"
+	"github.com/machinetop/machinetop/images/build"
+	"github.com/machinetop/machinetop/images/build/machine"
+	"github.com/machinetop/machinetop/vm"
+)
+
+// newBuildCmd builds `machinetop build`: a Dockerfile build into the
+// local image store.
+func newBuildCmd() *cobra.Command {
+	var tags, buildArgs []string
+	var file, target, mode string
+	var noCache bool
+	c := &cobra.Command{
+		Use:   "build [flags] CONTEXT",
+		Short: "Build an image from a Dockerfile",
+		Long: "Build the Dockerfile in CONTEXT (or -f FILE) into the local image store and print " +
+			"the image digest. Unchanged steps come from the build cache. RUN steps execute in a " +
+			"builder machine created from the stage's image. Progress goes to stderr and to the " +
+			"build journal the dashboard shows.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ba := map[string]string{}
+			for _, kv := range buildArgs {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok {
+					// As Docker: KEY alone takes the value from the environment.
+					var set bool
+					if v, set = os.LookupEnv(k); !set {
+						continue
+					}
+				}
+				ba[k] = v
+			}
+			dir, err := vm.DataDir()
+			if err != nil {
+				return err
+			}
+			st, err := openStore()
+			if err != nil {
+				return err
+			}
+			mgr, err := newManager()
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			title := "build " + strings.Join(os.Args[min(len(os.Args), 2):], " ")
+			sink, err := newJobSink(cmd.ErrOrStderr(), mode, title)
+			if err != nil {
+				return err
+			}
+			tmp := filepath.Join(dir, "tmp")
+			if err := os.MkdirAll(tmp, 0o700); err != nil {
+				return err
+			}
+			runner := &machine.Runner{Manager: mgr, Store: st, Images: storeSource{st}}
+			defer runner.Close()
+			res, err := build.Build(ctx, build.Options{
+				Store: st, ContextDir: args[0], Dockerfile: file, Tags: tags, BuildArgs: ba,
+				Target: target, NoCache: noCache, Emit: sink.Emit, TempDir: tmp, Runner: runner,
+				Pull: func(ctx context.Context, ref string) error {
+					_, err := st.Pull(ctx, ref, images.PullOptions{Emit: sink.Emit})
+					return err
+				},
+			})
+			if err != nil {
+				sink.Finish("", nil, err)
+				if errors.Is(err, context.Canceled) {
+					return errors.New("build cancelled")
+				}
+				return err
+			}
+			sink.Finish(res.Digest.String(), res.Tags, nil)
+			fmt.Fprintln(cmd.OutOrStdout(), res.Digest)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringArrayVarP(&tags, "tag", "t", nil, "NAME[:TAG] to store the image under (repeatable)")
+	f.StringVarP(&file, "file", "f", "", "the Dockerfile (default CONTEXT/Dockerfile)")
+	f.StringArrayVar(&buildArgs, "build-arg", nil, "KEY=VALUE for an ARG (repeatable)")
+	f.StringVar(&target, "target", "", "build this stage")
+	f.BoolVar(&noCache, "no-cache", false, "run every step, ignoring cached results")
+	f.StringVar(&mode, "progress", "auto", "progress output: auto, plain or tty")
+	return c
+}
