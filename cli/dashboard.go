@@ -1,23 +1,58 @@
 package cli
 
 import (
-	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
 
+	tea "charm.land/bubbletea/v2"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/machinetop/machinetop/images"
+	"github.com/machinetop/machinetop/tui"
+	"github.com/machinetop/machinetop/tui/source"
 )
 
-// runDashboard opens the dashboard. Until it exists (issue: the machinetop
-// dashboard) it prints the machine list and where to go next.
+// runDashboard opens the live dashboard. When stdin or stdout is not a
+// terminal it prints the machine table instead, so scripts keep working.
 func runDashboard(cmd *cobra.Command) error {
 	m, err := newManager()
 	if err != nil {
 		return err
 	}
-	ms, err := m.List(cmd.Context())
+	if !term.IsTerminal(int(os.Stdin.Fd())) || !term.IsTerminal(int(os.Stdout.Fd())) {
+		ms, err := m.List(cmd.Context())
+		if err != nil {
+			return err
+		}
+		writeMachineTable(cmd.OutOrStdout(), ms)
+		return nil
+	}
+	st, err := images.Open(filepath.Join(m.DataDir, "images"))
 	if err != nil {
 		return err
 	}
-	writeMachineTable(cmd.OutOrStdout(), ms)
-	fmt.Fprintln(cmd.ErrOrStderr(), "\nThe live dashboard is not built yet; use `machinetop machine --help`.")
-	return nil
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	// MACHINETOP_CPUPROFILE=FILE writes a CPU profile of the dashboard
+	// (for tests/bench-dashboard.sh investigations).
+	if p := os.Getenv("MACHINETOP_CPUPROFILE"); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
+	model := tui.New(tui.Options{Src: &source.Live{M: m, Store: st, Exe: exe}})
+	defer model.Close()
+	// The renderer's frame rate is its idle wake-up rate too (see tui.FPS).
+	_, err = tea.NewProgram(model, tea.WithFPS(tui.FPS)).Run()
+	return err
 }

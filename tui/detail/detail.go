@@ -1,0 +1,384 @@
+// Package detail is a machine's detail view: its configuration and live
+// figures with sparklines of the last minutes (guest CPU, guest memory,
+// host memory held, disk used), and three tabs: an embedded shell, the
+// console log (followed live) and a full information list. Shell sessions
+// are kept per machine and survive leaving the view.
+package detail
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+
+	"github.com/machinetop/machinetop/guest/client"
+	"github.com/machinetop/machinetop/tui/common"
+	"github.com/machinetop/machinetop/tui/logview"
+	"github.com/machinetop/machinetop/tui/shell"
+	"github.com/machinetop/machinetop/tui/source"
+	"github.com/machinetop/machinetop/tui/sparkline"
+)
+
+// Tabs of the view.
+const (
+	TabShell = iota
+	TabConsole
+	TabInfo
+)
+
+// TabNames are the tabs' titles.
+var TabNames = []string{"Shell", "Console log", "Info"}
+
+// History is how many samples the sparklines keep (at one per refresh,
+// 2 s: five minutes).
+const History = 150
+
+// consoleEvery is how often the console log is polled while shown.
+const consoleEvery = 500 * time.Millisecond
+
+// consoleTail is how much of an existing console log is read on open.
+const consoleTail = 256 << 10
+
+// series are one machine's sparkline histories.
+type series struct {
+	cpu, mem, held, disk *sparkline.Ring
+}
+
+// Model is the detail view.
+type Model struct {
+	ctx  *common.Context
+	name string
+	row  source.Row
+	tab  int
+	// Focused is true while keys go to the shell.
+	focused  bool
+	sessions map[string]*shell.Session
+	opening  map[string]bool
+	shellErr map[string]string
+	hist     map[string]*series
+
+	console    *logview.Model
+	consoleOff int64
+	consoleGen int
+	visible    bool
+}
+
+// New returns the detail view.
+func New(ctx *common.Context) *Model {
+	return &Model{
+		ctx: ctx, sessions: map[string]*shell.Session{}, opening: map[string]bool{},
+		shellErr: map[string]string{}, hist: map[string]*series{}, console: logview.New(),
+	}
+}
+
+// Name returns the machine shown.
+func (m *Model) Name() string { return m.name }
+
+// Tab returns the active tab.
+func (m *Model) Tab() int { return m.tab }
+
+// Focused reports whether keys go to the shell.
+func (m *Model) Focused() bool { return m.focused && m.tab == TabShell && m.sessions[m.name] != nil }
+
+// Capturing reports whether the view takes every key (shell focused or a
+// search prompt open).
+func (m *Model) Capturing() bool {
+	return m.Focused() || (m.tab == TabConsole && m.console.Searching())
+}
+
+// Session returns the shell session of machine name, nil if none.
+func (m *Model) Session(name string) *shell.Session { return m.sessions[name] }
+
+// Open shows machine name; it returns the Cmds that start following its
+// console log when that tab is active.
+func (m *Model) Open(name string, row source.Row) tea.Cmd {
+	if name != m.name {
+		m.console.Reset()
+		m.consoleOff = 0
+		m.focused = false
+		m.tab = TabShell
+	}
+	m.name, m.row, m.visible = name, row, true
+	return m.startConsole()
+}
+
+// Hide is called when the view is left; polling stops.
+func (m *Model) Hide() {
+	m.visible = false
+	m.focused = false
+	m.consoleGen++
+}
+
+// CloseAll ends every shell session (on quit).
+func (m *Model) CloseAll() {
+	for _, s := range m.sessions {
+		s.Close()
+	}
+}
+
+// paneSize is the size of the tab pane.
+func (m *Model) paneSize() (int, int) { return m.ctx.Width, max(m.ctx.Height-headerLines, 3) }
+
+// headerLines is the number of lines above the pane.
+const headerLines = 4
+
+type consoleMsg struct {
+	gen  int
+	data []byte
+	off  int64
+	err  error
+}
+
+func (m *Model) startConsole() tea.Cmd {
+	if !m.visible || m.tab != TabConsole {
+		return nil
+	}
+	m.consoleGen++
+	return m.readConsole(m.consoleGen, 0)
+}
+
+func (m *Model) readConsole(gen int, delay time.Duration) tea.Cmd {
+	path := m.ctx.Src.ConsoleLog(m.name)
+	off := m.consoleOff
+	read := func() tea.Msg {
+		if delay > 0 {
+			time.Sleep(delay)
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return consoleMsg{gen: gen, off: off, err: err}
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return consoleMsg{gen: gen, off: off, err: err}
+		}
+		size := fi.Size()
+		if size < off { // truncated: a new boot
+			off = 0
+		}
+		if off == 0 && size > consoleTail {
+			off = size - consoleTail
+		}
+		if size == off {
+			return consoleMsg{gen: gen, off: off}
+		}
+		buf := make([]byte, min(size-off, 1<<20))
+		n, _ := f.ReadAt(buf, off)
+		return consoleMsg{gen: gen, data: buf[:n], off: off + int64(n)}
+	}
+	return read
+}
+
+// record adds a snapshot's samples to every machine's history.
+func (m *Model) record(s source.Snapshot) {
+	for _, r := range s.Rows {
+		h := m.hist[r.Name]
+		if h == nil {
+			h = &series{sparkline.NewRing(History), sparkline.NewRing(History), sparkline.NewRing(History), sparkline.NewRing(History)}
+			m.hist[r.Name] = h
+		}
+		var cpu, mem, disk float64
+		if r.Metrics != nil {
+			cpu = r.Metrics.CPUPercent
+			mem = float64(r.Metrics.MemUsed)
+			disk = float64(r.Metrics.DiskUsed)
+		}
+		h.cpu.Add(cpu)
+		h.mem.Add(mem)
+		h.held.Add(float64(r.HostRSS))
+		h.disk.Add(disk)
+		if r.Name == m.name {
+			m.row = r
+		}
+	}
+}
+
+// Update handles a message.
+func (m *Model) Update(msg tea.Msg) tea.Cmd {
+	k := m.ctx.Keys
+	switch msg := msg.(type) {
+	case common.SnapshotMsg:
+		m.record(msg.Snap)
+		return nil
+	case consoleMsg:
+		if msg.gen != m.consoleGen || !m.visible {
+			return nil
+		}
+		if len(msg.data) > 0 {
+			m.console.Write(msg.data)
+		}
+		m.consoleOff = msg.off
+		return m.readConsole(msg.gen, consoleEvery)
+	case shell.OpenedMsg:
+		delete(m.opening, msg.Name)
+		if msg.Err != nil {
+			m.shellErr[msg.Name] = msg.Err.Error()
+			return func() tea.Msg { return common.StatusMsg{Err: fmt.Errorf("shell in %s: %w", msg.Name, msg.Err)} }
+		}
+		delete(m.shellErr, msg.Name)
+		m.sessions[msg.Name] = msg.S
+		if msg.Name == m.name && m.visible && m.tab == TabShell {
+			m.focused = true
+		}
+		return msg.S.Wait()
+	case shell.OutputMsg:
+		if m.sessions[msg.S.Name] != msg.S {
+			return nil
+		}
+		return msg.S.Wait()
+	case shell.ExitedMsg:
+		if m.sessions[msg.S.Name] == msg.S {
+			m.focused = false
+		}
+		return nil
+	case shell.AttachedMsg:
+		if msg.Err != nil {
+			return func() tea.Msg { return common.StatusMsg{Err: fmt.Errorf("attach: %w", msg.Err)} }
+		}
+		return func() tea.Msg { return common.Statusf("detached from the shell in %s; it keeps running", msg.S.Name) }
+	case tea.WindowSizeMsg:
+		m.resize()
+		return nil
+	case tea.PasteMsg:
+		if m.Focused() {
+			m.sessions[m.name].Paste(msg.Content)
+		}
+		return nil
+	case tea.KeyPressMsg:
+		if m.Focused() {
+			if key.Matches(msg, k.LeaveShell) {
+				m.focused = false
+				return nil
+			}
+			m.sessions[m.name].Key(msg)
+			return nil
+		}
+		if m.tab == TabConsole {
+			if used, cmd := m.console.Update(msg, k); used {
+				return cmd
+			}
+		}
+		switch {
+		case key.Matches(msg, k.NextTab):
+			return m.setTab((m.tab + 1) % len(TabNames))
+		case key.Matches(msg, k.PrevTab):
+			return m.setTab((m.tab + len(TabNames) - 1) % len(TabNames))
+		case key.Matches(msg, k.FocusShell):
+			if m.tab != TabShell {
+				m.setTab(TabShell)
+			}
+			return m.focusShell()
+		case key.Matches(msg, k.Attach):
+			s := m.sessions[m.name]
+			if s == nil {
+				return func() tea.Msg {
+					return common.StatusMsg{Err: fmt.Errorf("no shell open in %s: press enter on the Shell tab first", m.name)}
+				}
+			}
+			if done, _ := s.Exited(); done {
+				return nil
+			}
+			return s.Attach()
+		}
+	default:
+		if m.tab == TabConsole {
+			_, cmd := m.console.Update(msg, k)
+			return cmd
+		}
+	}
+	return nil
+}
+
+func (m *Model) setTab(t int) tea.Cmd {
+	m.tab = t
+	m.focused = false
+	m.consoleGen++
+	if t == TabConsole {
+		return m.startConsole()
+	}
+	return nil
+}
+
+// focusShell focuses the machine's shell, opening one when there is
+// none (or the last one ended).
+func (m *Model) focusShell() tea.Cmd {
+	s := m.sessions[m.name]
+	if s != nil {
+		if done, _ := s.Exited(); !done {
+			m.focused = true
+			m.resize()
+			return nil
+		}
+		delete(m.sessions, m.name)
+	}
+	if m.opening[m.name] {
+		return nil
+	}
+	if m.row.State != "running" {
+		return func() tea.Msg {
+			return common.StatusMsg{Err: fmt.Errorf("%s is %s: start it (s) before opening a shell", m.name, m.row.State)}
+		}
+	}
+	m.opening[m.name] = true
+	w, h := m.paneSize()
+	name, src := m.name, m.ctx.Src
+	u := m.row.User
+	return shell.OpenCmd(func() (*client.Client, error) { return src.Agent(name) }, name, uint32(u.UID), uint32(u.GID), w, h)
+}
+
+func (m *Model) resize() {
+	w, h := m.paneSize()
+	if s := m.sessions[m.name]; s != nil {
+		s.Resize(w, h)
+	}
+	m.console.SetSize(w, h)
+}
+
+// Cursor returns where the terminal cursor belongs (row and column in the
+// view) while the shell is focused.
+func (m *Model) Cursor() (x, y int, ok bool) {
+	if !m.Focused() {
+		return 0, 0, false
+	}
+	cx, cy, vis := m.sessions[m.name].Cursor()
+	return cx, cy + headerLines, vis
+}
+
+// Infos returns the Info tab's label/value pairs for r.
+func Infos(r source.Row) [][2]string {
+	v := [][2]string{
+		{"Name", r.Name}, {"ID", r.ID}, {"State", r.State},
+		{"Default", fmt.Sprint(r.Default)},
+		{"Image", r.Image}, {"Image digest", r.ImageDigest},
+		{"Created", r.Created.Local().Format("2006-01-02 15:04:05")},
+		{"CPUs", fmt.Sprint(r.CPUs)}, {"Memory", common.FormatBytes(r.MemoryBytes)},
+		{"Disk", common.FormatBytes(r.DiskBytes) + " (" + common.FormatBytes(r.DiskAllocated) + " allocated on the host)"},
+		{"IP", dash(r.IP)}, {"Accelerator", strings.ToUpper(dash(r.Accelerator))},
+		{"VM process", dash(pid(r.VMPID))}, {"Kernel", dash(r.Kernel)}, {"Directory", r.Dir},
+	}
+	if mt := r.Metrics; mt != nil {
+		v = append(v, [2]string{"Load", fmt.Sprintf("%.2f %.2f %.2f", mt.Load[0], mt.Load[1], mt.Load[2])},
+			[2]string{"Guest uptime", common.FormatDuration(time.Duration(mt.UptimeSec * float64(time.Second)))})
+	} else if r.MetricsErr != "" {
+		v = append(v, [2]string{"Agent", r.MetricsErr})
+	}
+	return v
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func pid(p int) string {
+	if p == 0 {
+		return ""
+	}
+	return fmt.Sprint(p)
+}

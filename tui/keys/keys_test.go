@@ -1,0 +1,63 @@
+package keys
+
+import (
+	"flag"
+	"os"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite README.md's key table from the keymap")
+
+const (
+	readme    = "../../README.md"
+	startMark = "<!-- keys:start -->"
+	endMark   = "<!-- keys:end -->"
+)
+
+// TestREADMEKeyTable fails when the key table between the markers in
+// README.md differs from the keymap. Run with -update to rewrite it.
+func TestREADMEKeyTable(t *testing.T) {
+	b, err := os.ReadFile(readme)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i, j := strings.Index(s, startMark), strings.Index(s, endMark)
+	if i < 0 || j < i {
+		t.Fatalf("README.md lacks the %s … %s markers", startMark, endMark)
+	}
+	want := "\n" + Default().Markdown()
+	got := s[i+len(startMark) : j]
+	if got == want {
+		return
+	}
+	if *update {
+		s = s[:i+len(startMark)] + want + s[j:]
+		if err := os.WriteFile(readme, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Errorf("README.md's key table differs from the keymap; run `go test ./tui/keys -run README -update`.\ngot:\n%s\nwant:\n%s", got, want)
+}
+
+func TestEveryBindingHasHelp(t *testing.T) {
+	m := Default()
+	for _, v := range append(AllViews, Global) {
+		for _, s := range m.Sections(v) {
+			for _, b := range s.Bindings {
+				if h := b.Help(); h.Key == "" || h.Desc == "" || len(b.Keys()) == 0 {
+					t.Errorf("%s: binding %v has no help or keys", s.Title, b.Keys())
+				}
+			}
+		}
+	}
+}
+
+func TestShellHasOnlyTheLeaveChord(t *testing.T) {
+	s := Default().Sections(Shell)
+	if len(s) != 1 || len(s[0].Bindings) != 1 || s[0].Bindings[0].Keys()[0] != "ctrl+]" {
+		t.Fatalf("shell sections = %+v", s)
+	}
+}
