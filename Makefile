@@ -24,6 +24,7 @@ deps:
 	command -v busybox >/dev/null || missing="$$missing busybox-static"; \
 	command -v setcap >/dev/null || missing="$$missing libcap2-bin"; \
 	command -v tmux >/dev/null || missing="$$missing tmux"; \
+	command -v ssh >/dev/null || missing="$$missing openssh-client"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
@@ -37,7 +38,7 @@ build:
 image: deps build
 	@if ! $(BIN)/machinetop image ls -q | grep -qx '$(IMAGE)'; then \
 	  tmp=$$(mktemp -d); \
-	  $(SUDO) tests/mkimage.sh debian $$tmp/rootfs.tar && \
+	  $(SUDO) tests/mkimage.sh debian $$tmp/rootfs.tar --ssh && \
 	  $(BIN)/machinetop image import $$tmp/rootfs.tar $(IMAGE); \
 	  s=$$?; $(SUDO) rm -rf $$tmp; exit $$s; \
 	fi

@@ -110,4 +110,3 @@ func lastN(data []byte, n int) []byte {
 	}
 	return data[i:]
 }
-

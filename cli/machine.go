@@ -24,7 +24,7 @@ func newMachineCmd() *cobra.Command {
 	}
 	c.AddCommand(newCreateCmd(), newRunCmd(), newListCmd(), newInspectCmd(),
 		newStartCmd(), newStopCmd(), newRestartCmd(), newDeleteCmd(),
-		newLogsCmd(), newSetCmd(), newSetDefaultCmd())
+		newLogsCmd(), newSetCmd(), newSetDefaultCmd(), newSSHConfigCmd())
 	return c
 }
 
@@ -84,7 +84,9 @@ func newCreateCmd() *cobra.Command {
 	f.IntVar(&o.CPUs, "cpus", 0, fmt.Sprintf("virtual CPUs (default %d, half the host's)", vm.DefaultCPUs()))
 	f.StringVar(&memory, "memory", "", fmt.Sprintf("memory, e.g. 4G (default %s, half the host's)", vm.FormatSize(vm.DefaultMemory())))
 	f.StringVar(&disk, "disk", "", "root disk capacity, sparse (default 64G)")
-	f.StringVar(&o.Kernel, "kernel", "", "kernel .deb or vmlinuz to boot instead of the distribution's cloud kernel")
+	f.StringVar(&o.Kernel, "kernel", "", "kernel .deb or vmlinuz to boot instead of the distribution's kernel")
+	f.StringVar(&o.HomeMount, "home-mount", vm.HomeMountRW, "share your home directory at the same path: rw, ro or none")
+	f.StringArrayVar(&o.Mounts, "mount", nil, "share a host directory: HOST[:GUEST][:ro] (repeatable; GUEST defaults to HOST)")
 	return c
 }
 
@@ -263,8 +265,14 @@ func newSetCmd() *cobra.Command {
 	var name string
 	c := &cobra.Command{
 		Use:   "set [-n NAME] KEY=VALUE...",
-		Short: "Change cpus=N or memory=SIZE (applied at the next boot)",
-		Args:  cobra.MinimumNArgs(1),
+		Short: "Change settings for the next boot: cpus=N, memory=SIZE, kernel=PATH, home-mount=rw|ro|none, mounts=HOST[:GUEST][:ro],...",
+		Long: "Change settings, applied at the next boot:\n" +
+			"  cpus=N            virtual CPUs\n" +
+			"  memory=SIZE       memory, e.g. 4G\n" +
+			"  kernel=PATH       kernel .deb or vmlinuz (empty for the default)\n" +
+			"  home-mount=MODE   share your home directory: rw, ro or none\n" +
+			"  mounts=LIST       shared directories, comma separated HOST[:GUEST][:ro]; replaces the list (empty for none)",
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := newManager()
 			if err != nil {
@@ -306,6 +314,33 @@ func newSetDefaultCmd() *cobra.Command {
 				return err
 			}
 			return m.SetDefault(args[0])
+		},
+	}
+}
+
+func newSSHConfigCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "ssh-config [NAME]",
+		Short: "Print an OpenSSH Host block for a running machine (for ssh, scp, editors' remote SSH)",
+		Long: "Print an ssh_config(5) Host block that logs in to the machine as your user with a key\n" +
+			"machinetop made for you, over a port forwarded from 127.0.0.1. Add it to ~/.ssh/config,\n" +
+			"or use it directly: ssh -F <(machinetop machine ssh-config NAME) NAME",
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, err := newManager()
+			if err != nil {
+				return err
+			}
+			name, err := m.Resolve(optionalName(args))
+			if err != nil {
+				return err
+			}
+			s, err := m.SSHConfig(cmd.Context(), name)
+			if err != nil {
+				return err
+			}
+			fmt.Fprint(cmd.OutOrStdout(), s)
+			return nil
 		},
 	}
 }

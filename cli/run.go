@@ -1,11 +1,16 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -13,62 +18,201 @@ import (
 
 	"github.com/machinetop/machinetop/guest/client"
 	"github.com/machinetop/machinetop/guest/proto"
+	"github.com/machinetop/machinetop/vm"
 )
 
+// runOptions are `machine run`'s flags.
+type runOptions struct {
+	name        string
+	root        bool
+	user        string
+	env         []string
+	envFiles    []string
+	workdir     string
+	interactive bool
+	tty         bool
+}
+
 func newRunCmd() *cobra.Command {
-	var name string
+	var o runOptions
 	c := &cobra.Command{
-		Use:   "run [-n NAME] [-- CMD ARGS...]",
-		Short: "Run a command in a machine (booting it if needed), or open a login shell",
-		Long: "Run CMD in the machine with stdin, stdout and stderr attached and exit with its status.\n" +
-			"Without CMD, open an interactive login shell (a PTY when stdin is a terminal).",
+		Use:   "run [-n NAME] [flags] [-- CMD ARGS...]",
+		Short: "Run a command in a machine as your user (booting it if needed), or open a login shell",
+		Long: "Run CMD in the machine and exit with its status; without CMD, open your login shell.\n" +
+			"It runs as your user (the one machinetop mapped into the machine) unless --root or -u is given,\n" +
+			"in the same directory as here when this directory is shared with the machine, else in the\n" +
+			"user's home directory.\n\n" +
+			"Without -i and -t, stdin is passed through and a PTY is used when stdin and stdout are both\n" +
+			"terminals. -i and -t work as in `docker exec`: -i passes stdin through, -t allocates a PTY.",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := newManager()
-			if err != nil {
-				return err
-			}
-			name, err := m.Resolve(name)
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			if err := m.Start(ctx, name); err != nil {
-				return err
-			}
-			cl, err := m.Agent(name)
-			if err != nil {
-				return err
-			}
-			req := &proto.ExecRequest{Argv: args}
-			var st proto.ExitStatus
-			if len(args) == 0 && term.IsTerminal(int(os.Stdin.Fd())) {
-				st, err = runTTY(ctx, cl, req)
-			} else {
-				st, err = runPiped(ctx, cl, req)
-			}
-			if err != nil {
-				return err
-			}
-			if st.Error != "" {
-				fmt.Fprintf(os.Stderr, "machinetop: %s\n", st.Error)
-			}
-			if st.Code != 0 {
-				return &ExitError{Code: st.Code}
-			}
-			return nil
+			return runInMachine(cmd, args, &o)
 		},
 	}
-	c.Flags().StringVarP(&name, "name", "n", "", "machine (default: the default machine)")
+	f := c.Flags()
+	f.StringVarP(&o.name, "name", "n", "", "machine (default: the default machine)")
+	f.BoolVar(&o.root, "root", false, "run as root")
+	f.StringVarP(&o.user, "user", "u", "", "run as USER (a name in the machine, UID or UID:GID)")
+	f.StringArrayVarP(&o.env, "env", "e", nil, "set KEY=VALUE in the environment (KEY alone passes this host's value; repeatable)")
+	f.StringArrayVar(&o.envFiles, "env-file", nil, "read KEY=VALUE lines from a file (# comments and blank lines skipped; repeatable)")
+	f.StringVarP(&o.workdir, "workdir", "w", "", "working directory in the machine (absolute)")
+	f.BoolVarP(&o.interactive, "interactive", "i", false, "pass stdin through")
+	f.BoolVarP(&o.tty, "tty", "t", false, "allocate a PTY")
 	return c
+}
+
+func runInMachine(cmd *cobra.Command, args []string, o *runOptions) error {
+	if o.root && o.user != "" {
+		return fmt.Errorf("--root and -u both choose the user: give one")
+	}
+	if o.workdir != "" && !filepath.IsAbs(o.workdir) {
+		return fmt.Errorf("-w %q: give an absolute path in the machine", o.workdir)
+	}
+	env, err := buildEnv(o.envFiles, o.env)
+	if err != nil {
+		return err
+	}
+	stdinTTY := term.IsTerminal(int(os.Stdin.Fd()))
+	auto := !cmd.Flags().Changed("interactive") && !cmd.Flags().Changed("tty")
+	useTTY, attachStdin := o.tty, o.interactive
+	if auto {
+		useTTY = stdinTTY && term.IsTerminal(int(os.Stdout.Fd()))
+		attachStdin = true
+	} else if o.tty && o.interactive && !stdinTTY {
+		return fmt.Errorf("-t: the input device is not a TTY; drop -t to use pipes")
+	}
+
+	m, err := newManager()
+	if err != nil {
+		return err
+	}
+	name, err := m.Resolve(o.name)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	if err := m.Start(ctx, name); err != nil {
+		return err
+	}
+	mc, err := m.Get(ctx, name)
+	if err != nil {
+		return err
+	}
+	req := &proto.ExecRequest{Argv: args, Env: env, Dir: o.workdir}
+	switch {
+	case o.root:
+	case o.user != "":
+		req.User = o.user
+	default:
+		req.UID, req.GID = uint32(mc.User.UID), uint32(mc.User.GID)
+	}
+	if req.Dir == "" {
+		if wd, err := os.Getwd(); err == nil {
+			req.Dir = guestWorkdir(mc.ActiveMounts, wd)
+		}
+	}
+	cl, err := m.Agent(name)
+	if err != nil {
+		return err
+	}
+	var stdin io.Reader
+	if attachStdin {
+		stdin = os.Stdin
+	}
+	var st proto.ExitStatus
+	if useTTY {
+		st, err = runTTY(ctx, cl, req, stdin)
+	} else {
+		st, err = runPiped(ctx, cl, req, stdin)
+	}
+	if err != nil {
+		return err
+	}
+	if st.Error != "" {
+		fmt.Fprintf(os.Stderr, "machinetop: %s\n", st.Error)
+	}
+	if st.Code != 0 {
+		return &ExitError{Code: st.Code}
+	}
+	return nil
+}
+
+// guestWorkdir maps the host directory wd to the machine: the same path
+// under a shared directory, or "" (the user's home) when no share holds
+// it. Symlinks in wd are resolved as the shares' host paths were.
+func guestWorkdir(mounts []vm.ActiveMount, wd string) string {
+	shares := make([]vm.Mount, len(mounts))
+	for i, am := range mounts {
+		shares[i] = am.Mount
+	}
+	if g, ok := vm.GuestDir(shares, wd); ok {
+		return g
+	}
+	if real, err := filepath.EvalSymlinks(wd); err == nil {
+		if g, ok := vm.GuestDir(shares, real); ok {
+			return g
+		}
+	}
+	return ""
+}
+
+// buildEnv reads the --env-file files, then the -e values, into KEY=VALUE
+// entries; a later entry for a key wins in the guest. A bare KEY takes
+// this host's value and is skipped when the host has none (as `docker
+// exec`).
+func buildEnv(files, vals []string) ([]string, error) {
+	var out []string
+	add := func(kv, where string) error {
+		k, _, ok := strings.Cut(kv, "=")
+		if k == "" || strings.ContainsAny(k, " \t") {
+			return fmt.Errorf("%s: %q is not KEY=VALUE", where, kv)
+		}
+		if !ok {
+			v, set := os.LookupEnv(k)
+			if !set {
+				return nil
+			}
+			kv = k + "=" + v
+		}
+		out = append(out, kv)
+		return nil
+	}
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			return nil, fmt.Errorf("--env-file: %w", err)
+		}
+		sc := bufio.NewScanner(fh)
+		for n := 1; sc.Scan(); n++ {
+			line := strings.TrimSpace(sc.Text())
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			if err := add(line, f+":"+strconv.Itoa(n)); err != nil {
+				fh.Close()
+				return nil, err
+			}
+		}
+		err = sc.Err()
+		fh.Close()
+		if err != nil {
+			return nil, fmt.Errorf("--env-file %s: %w", f, err)
+		}
+	}
+	for _, v := range vals {
+		if err := add(v, "-e"); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // runPiped runs req with plain pipes, forwarding SIGINT, SIGTERM and
 // SIGHUP to the guest process.
-func runPiped(ctx context.Context, cl *client.Client, req *proto.ExecRequest) (proto.ExitStatus, error) {
+func runPiped(ctx context.Context, cl *client.Client, req *proto.ExecRequest, stdin io.Reader) (proto.ExitStatus, error) {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	p, err := cl.Start(ctx, req, os.Stdin, os.Stdout, os.Stderr)
+	p, err := cl.Start(ctx, req, stdin, os.Stdout, os.Stderr)
 	if err != nil {
 		var se *client.StartError
 		if errors.As(err, &se) {
@@ -87,19 +231,24 @@ func runPiped(ctx context.Context, cl *client.Client, req *proto.ExecRequest) (p
 }
 
 // runTTY runs req on a PTY in the guest with the local terminal in raw
-// mode, forwarding window size changes (SIGWINCH).
-func runTTY(ctx context.Context, cl *client.Client, req *proto.ExecRequest) (proto.ExitStatus, error) {
+// mode (when stdin is one), forwarding window size changes (SIGWINCH).
+func runTTY(ctx context.Context, cl *client.Client, req *proto.ExecRequest, stdin io.Reader) (proto.ExitStatus, error) {
 	fd := int(os.Stdin.Fd())
+	if !term.IsTerminal(fd) {
+		fd = int(os.Stdout.Fd())
+	}
 	req.TTY = true
 	req.Term = os.Getenv("TERM")
 	if w, h, err := term.GetSize(fd); err == nil {
 		req.Cols, req.Rows = uint16(w), uint16(h)
 	}
-	old, err := term.MakeRaw(fd)
-	if err != nil {
-		return proto.ExitStatus{}, fmt.Errorf("setting the terminal to raw mode: %w", err)
+	if stdin != nil && term.IsTerminal(int(os.Stdin.Fd())) {
+		old, err := term.MakeRaw(int(os.Stdin.Fd()))
+		if err != nil {
+			return proto.ExitStatus{}, fmt.Errorf("setting the terminal to raw mode: %w", err)
+		}
+		defer term.Restore(int(os.Stdin.Fd()), old)
 	}
-	defer term.Restore(fd, old)
 	winch := make(chan os.Signal, 1)
 	signal.Notify(winch, syscall.SIGWINCH)
 	defer signal.Stop(winch)
@@ -114,5 +263,5 @@ func runTTY(ctx context.Context, cl *client.Client, req *proto.ExecRequest) (pro
 			}
 		}
 	}()
-	return cl.Exec(ctx, req, os.Stdin, os.Stdout, nil, resize)
+	return cl.Exec(ctx, req, stdin, os.Stdout, nil, resize)
 }

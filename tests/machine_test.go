@@ -1,15 +1,22 @@
 package tests
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/creack/pty"
 )
 
 // TestMachines is the machine lifecycle suite, run as the current user.
@@ -77,6 +84,12 @@ func testBadInput(t *testing.T, e *env) {
 	e.fails("more than this host", "machine", "create", "busybox:test", "--memory", "100T", "--no-boot")
 	e.fails("invalid size", "machine", "create", "busybox:test", "--memory", "lots", "--no-boot")
 
+	// Shared directories are checked at create time.
+	e.fails("does not exist", "machine", "create", "busybox:test", "--mount", "/nonexistent/dir", "--no-boot")
+	e.fails("relative", "machine", "create", "busybox:test", "--mount", e.home+":rel/path", "--no-boot")
+	e.fails("/proc", "machine", "create", "busybox:test", "--mount", e.home+":/proc/x", "--no-boot")
+	e.fails("home-mount", "machine", "create", "busybox:test", "--home-mount", "sometimes", "--no-boot")
+
 	corrupt := filepath.Join(t.TempDir(), "corrupt.tar")
 	os.WriteFile(corrupt, []byte("this is not a tarball at all"), 0o644)
 	imagesBefore := e.must("image", "ls", "-q")
@@ -110,10 +123,29 @@ func testBadInput(t *testing.T, e *env) {
 	}
 }
 
-// run runs a command in machine name and returns stdout, stderr, status.
+// run runs a command as root in machine name and returns stdout, stderr,
+// status.
 func (e *env) run(name string, stdin string, argv ...string) (string, string, int) {
-	args := append([]string{"machine", "run", "-n", name, "--"}, argv...)
+	args := append([]string{"machine", "run", "-n", name, "--root", "--"}, argv...)
 	return e.mt(strings.NewReader(stdin), args...)
+}
+
+// runUser runs a command as the mapped user (machine run's default) with
+// machinetop's working directory dir ("" for the test's).
+func (e *env) runUser(name, dir string, argv ...string) (string, string, int) {
+	e.dir = dir
+	defer func() { e.dir = "" }()
+	args := append([]string{"machine", "run", "-n", name, "--"}, argv...)
+	return e.mt(nil, args...)
+}
+
+func (e *env) mustRunUser(name, dir string, argv ...string) string {
+	e.t.Helper()
+	out, errs, code := e.runUser(name, dir, argv...)
+	if code != 0 {
+		e.t.Fatalf("run %v in %s (as the user, from %q): exit %d\nstdout: %s\nstderr: %s", argv, name, dir, code, out, errs)
+	}
+	return out
 }
 
 func (e *env) mustRun(name string, argv ...string) string {
@@ -136,6 +168,7 @@ type machineJSON struct {
 	VM          int    `json:"vmPid"`
 	Default     bool   `json:"default"`
 	ImageDigest string `json:"imageDigest"`
+	SSHPort     int    `json:"sshPort"`
 }
 
 func (e *env) inspect(name string) machineJSON {
@@ -195,6 +228,14 @@ func testLifecycle(t *testing.T, e *env, image, name string, systemd bool) {
 		}
 	}
 
+	testUserAndShares(t, e, name, systemd)
+	if systemd {
+		testSSH(t, e, name)
+		testPTY(t, e, name)
+	} else {
+		testClock(t, e, name)
+	}
+
 	// Image fixtures kept: setuid bit, hard links on one inode.
 	if out := e.mustRun(name, "stat", "-c", "%a %u", "/usr/local/bin/suid-fixture"); strings.TrimSpace(out) != "4755 0" {
 		t.Fatalf("setuid fixture mode/owner: %q, want 4755 0", out)
@@ -206,10 +247,13 @@ func testLifecycle(t *testing.T, e *env, image, name string, systemd bool) {
 
 	// Data survives restart and stop+start.
 	e.mustRun(name, "sh", "-c", "echo kept-across-boots > /root/persist.txt && sync")
+	e.must("machine", "set", "-n", name, "home-mount=ro")
 	e.must("machine", "restart", name)
 	if out := e.mustRun(name, "cat", "/root/persist.txt"); out != "kept-across-boots\n" {
 		t.Fatalf("after restart: %q", out)
 	}
+	testReadOnlyHome(t, e, name, systemd)
+	e.must("machine", "set", "-n", name, "home-mount=none", "mounts="+filepath.Join(e.home, "proj"))
 	e.must("machine", "stop", name)
 	if m := e.inspect(name); m.Status != "stopped" {
 		t.Fatalf("after stop: %s", m.Status)
@@ -219,6 +263,7 @@ func testLifecycle(t *testing.T, e *env, image, name string, systemd bool) {
 	if out := e.mustRun(name, "cat", "/root/persist.txt"); out != "kept-across-boots\n" {
 		t.Fatalf("after stop+start: %q", out)
 	}
+	testOnlyProject(t, e, name)
 
 	// Killing the supervisor leaves the VM running and usable: a new
 	// supervisor adopts QEMU and reconnects to the agent over the same
@@ -293,4 +338,239 @@ func waitState(t *testing.T, e *env, name, want string) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// hostUser is the user machinetop runs as, as the machine should know it.
+func hostUser(t *testing.T) (name, guestHome string) {
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.Getuid() == 0 {
+		return u.Username, "/root"
+	}
+	return u.Username, "/home/" + u.Username
+}
+
+// testUserAndShares checks the user mapping and the shared home (read and
+// write both ways, the working directory) at the first boot, with the
+// default --home-mount rw.
+func testUserAndShares(t *testing.T, e *env, name string, systemd bool) {
+	start := time.Now()
+	uname, guestHome := hostUser(t)
+	if out := e.mustRunUser(name, "", "id", "-un"); strings.TrimSpace(out) != uname {
+		t.Fatalf("id -un: %q, want %q", out, uname)
+	}
+	if out := e.mustRunUser(name, "", "id", "-u"); strings.TrimSpace(out) != strconv.Itoa(os.Getuid()) {
+		t.Fatalf("id -u: %q, want %d", out, os.Getuid())
+	}
+	if out := e.mustRunUser(name, "", "id", "-g"); strings.TrimSpace(out) != strconv.Itoa(os.Getgid()) {
+		t.Fatalf("id -g: %q, want %d", out, os.Getgid())
+	}
+	if out := e.mustRunUser(name, "", "sh", "-c", "echo $HOME"); strings.TrimSpace(out) != guestHome {
+		t.Fatalf("$HOME: %q, want %s", out, guestHome)
+	}
+	if systemd {
+		e.mustRunUser(name, "", "sudo", "-n", "true")
+	} else if os.Getuid() != 0 {
+		// The busybox image has no sudo: inspect says so.
+		if out := e.must("machine", "inspect", name); !strings.Contains(out, "no sudo") {
+			t.Fatalf("inspect does not say the image has no sudo:\n%s", out)
+		}
+	}
+	if systemd {
+		if out := e.must("machine", "inspect", name); strings.Contains(out, "setup at the latest boot") {
+			t.Fatalf("inspect reports setup problems:\n%s", out)
+		}
+	}
+
+	// The working directory follows the host's inside the shared home,
+	// and is the guest home outside any share.
+	proj := filepath.Join(e.home, "proj")
+	if err := os.MkdirAll(proj, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out := e.mustRunUser(name, proj, "pwd"); strings.TrimSpace(out) != proj {
+		t.Fatalf("pwd from %s: %q", proj, out)
+	}
+	if out := e.mustRunUser(name, "/", "pwd"); strings.TrimSpace(out) != guestHome {
+		t.Fatalf("pwd from /: %q, want the guest home %s", out, guestHome)
+	}
+	// Files go both ways; the guest's files are the host user's.
+	if err := os.WriteFile(filepath.Join(proj, "from-host.txt"), []byte("hello guest\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := e.mustRunUser(name, proj, "cat", "from-host.txt"); out != "hello guest\n" {
+		t.Fatalf("host file read in the guest: %q", out)
+	}
+	e.mustRunUser(name, proj, "sh", "-c", "echo hello host > from-guest.txt")
+	b, err := os.ReadFile(filepath.Join(proj, "from-guest.txt"))
+	if err != nil || string(b) != "hello host\n" {
+		t.Fatalf("guest file read on the host: %q, %v", b, err)
+	}
+	fi, _ := os.Stat(filepath.Join(proj, "from-guest.txt"))
+	if st := fi.Sys().(*syscall.Stat_t); int(st.Uid) != os.Getuid() {
+		t.Fatalf("a file the guest made is owned by uid %d on the host, want %d", st.Uid, os.Getuid())
+	}
+	// A secret in ~/.ssh for testOnlyProject to miss.
+	os.MkdirAll(filepath.Join(e.home, ".ssh"), 0o700)
+	os.WriteFile(filepath.Join(e.home, ".ssh", "mt-marker"), []byte("secret\n"), 0o600)
+	if out := e.mustRunUser(name, "", "cat", filepath.Join(e.home, ".ssh", "mt-marker")); out != "secret\n" {
+		t.Fatalf("the shared home's .ssh is not visible with --home-mount rw: %q", out)
+	}
+	t.Logf("user and shared home checks: %v", time.Since(start).Round(time.Millisecond))
+}
+
+// testReadOnlyHome runs after `machine set home-mount=ro` and a restart:
+// writes fail, also as root, and reads work.
+func testReadOnlyHome(t *testing.T, e *env, name string, systemd bool) {
+	proj := filepath.Join(e.home, "proj")
+	if out := e.mustRunUser(name, proj, "cat", "from-host.txt"); out != "hello guest\n" {
+		t.Fatalf("read-only home: reading: %q", out)
+	}
+	target := filepath.Join(proj, "ro-write.txt")
+	write := "echo no > " + target
+	tries := [][]string{{"sh", "-c", write}}
+	if systemd {
+		tries = append(tries, []string{"sudo", "-n", "sh", "-c", write})
+	}
+	for _, argv := range tries {
+		if _, _, code := e.runUser(name, "", argv...); code == 0 {
+			t.Fatalf("read-only home: %v succeeded", argv)
+		}
+	}
+	if _, _, code := e.run(name, "", "sh", "-c", write); code == 0 {
+		t.Fatalf("read-only home: writing as root succeeded")
+	}
+	// Root cannot remount it writable either.
+	e.run(name, "", "mount", "-o", "remount,rw", e.home)
+	if _, _, code := e.run(name, "", "sh", "-c", write); code == 0 {
+		t.Fatalf("read-only home: writing as root after a remount succeeded")
+	}
+	if _, err := os.Stat(target); err == nil {
+		t.Fatalf("read-only home: %s appeared on the host", target)
+	}
+}
+
+// testOnlyProject runs after `machine set home-mount=none mounts=~/proj`
+// and a stop and start: the project is there, the rest of home is not.
+func testOnlyProject(t *testing.T, e *env, name string) {
+	proj := filepath.Join(e.home, "proj")
+	if out := e.mustRunUser(name, proj, "cat", "from-host.txt"); out != "hello guest\n" {
+		t.Fatalf("--mount ~/proj: reading: %q", out)
+	}
+	if out := e.mustRunUser(name, proj, "pwd"); strings.TrimSpace(out) != proj {
+		t.Fatalf("--mount ~/proj: pwd %q", out)
+	}
+	if _, _, code := e.run(name, "", "test", "-e", filepath.Join(e.home, ".ssh", "mt-marker")); code == 0 {
+		t.Fatalf("--home-mount none: ~/.ssh of the host is visible in the machine")
+	}
+}
+
+// testSSH logs in with the block ssh-config prints.
+func testSSH(t *testing.T, e *env, name string) {
+	if _, err := exec.LookPath("ssh"); err != nil {
+		t.Fatalf("ssh not found: install openssh-client (make deps)")
+	}
+	cfg := filepath.Join(t.TempDir(), "ssh_config")
+	if err := os.WriteFile(cfg, []byte(e.must("machine", "ssh-config", name)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("ssh", "-F", cfg, "-o", "BatchMode=yes", "-o", "ConnectTimeout=30", name, "id -un")
+	cmd.Env = e.environ()
+	out, err := cmd.CombinedOutput()
+	uname, _ := hostUser(t)
+	if err != nil || strings.TrimSpace(string(out)) != uname {
+		c, _ := os.ReadFile(cfg)
+		t.Fatalf("ssh -F <(machinetop machine ssh-config %s) %s id -un: %v\n%s\nconfig:\n%s", name, name, err, out, c)
+	}
+	if m := e.inspect(name); m.SSHPort == 0 {
+		t.Fatalf("inspect shows no SSH port")
+	}
+}
+
+// testPTY drives an interactive `machine run` through a real PTY.
+func testPTY(t *testing.T, e *env, name string) {
+	cmd := exec.Command(filepath.Join(binDir, "machinetop"), "machine", "run", "-n", name)
+	cmd.Env = append(e.environ(), "TERM=xterm")
+	cmd.Dir = "/"
+	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 80})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	var mu sync.Mutex
+	var buf bytes.Buffer
+	go func() {
+		b := make([]byte, 4096)
+		for {
+			n, err := ptmx.Read(b)
+			mu.Lock()
+			buf.Write(b[:n])
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	from := 0
+	waitFor := func(what string, ok func(string) bool) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			mu.Lock()
+			s := buf.String()[from:]
+			mu.Unlock()
+			if ok(s) {
+				from += len(s)
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("PTY session: no %s; output so far:\n%q", what, buf.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitFor("prompt", func(s string) bool {
+		s = strings.TrimRight(ansiRE.ReplaceAllString(s, ""), " ")
+		return strings.HasSuffix(s, "$") || strings.HasSuffix(s, "#")
+	})
+	ptmx.Write([]byte("stty size\r"))
+	waitFor("size 24 80", func(s string) bool { return strings.Contains(s, "24 80") })
+	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 30, Cols: 100}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	ptmx.Write([]byte("stty size\r"))
+	waitFor("size 30 100 after a resize", func(s string) bool { return strings.Contains(s, "30 100") })
+	ptmx.Write([]byte("exit 3\r"))
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Fatalf("PTY session: exit %v, want status 3", err)
+	}
+}
+
+// ansiRE matches the CSI escape sequences a shell may print around its
+// prompt (ECMA-48: ESC [ parameters final byte).
+var ansiRE = regexp.MustCompile("\x1b\\[[0-9;?]*[A-Za-z]")
+
+// testClock sets the guest clock wrong and waits for the supervisor to
+// set it from the host's.
+func testClock(t *testing.T, e *env, name string) {
+	start := time.Now()
+	e.mustRun(name, "date", "-s", "2001-01-01 00:00:00")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out := e.mustRun(name, "date", "+%s")
+		g, _ := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
+		if d := time.Now().Unix() - g; d < 3 && d > -3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("guest clock still %s after 30 s", out)
+		}
+		time.Sleep(time.Second)
+	}
+	t.Logf("guest clock corrected in %v", time.Since(start).Round(time.Millisecond))
 }

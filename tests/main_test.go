@@ -80,6 +80,9 @@ func setup() error {
 		if fixtures {
 			args = append(args, "--fixtures")
 		}
+		if kind == "debian" {
+			args = append(args, "--ssh")
+		}
 		cmd := exec.Command(filepath.Join(root, "tests", "mkimage.sh"), args...)
 		if b, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("mkimage %s: %v\n%s", kind, err, b)
@@ -99,10 +102,15 @@ func setup() error {
 	return nil
 }
 
-// env is one user's machinetop installation: its own data directory.
+// env is one user's machinetop installation: its own data directory, and
+// the home directory machinetop sees ($HOME): the user's own as the
+// ordinary user, a scratch one under /home as root (so that no test
+// shares or writes root's real home).
 type env struct {
 	t    *testing.T
 	data string
+	home string
+	dir  string // working directory of machinetop; "" for the test's
 }
 
 func newEnv(t *testing.T) *env {
@@ -110,7 +118,14 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, data: dir}
+	e := &env{t: t, data: dir, home: os.Getenv("HOME")}
+	if os.Getuid() == 0 || e.home == "" {
+		if e.home, err = os.MkdirTemp("/home", "mt-e2e-"); err != nil {
+			t.Fatal(err)
+		}
+		home := e.home
+		t.Cleanup(func() { os.RemoveAll(home) })
+	}
 	t.Cleanup(func() {
 		// Stop whatever the test left running, then remove the data.
 		out, _, _ := e.mt(nil, "machine", "ls", "-q")
@@ -132,7 +147,8 @@ func (e *env) mt(stdin io.Reader, args ...string) (string, string, int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "machinetop"), args...)
-	cmd.Env = append(os.Environ(), "MACHINETOP_HOME="+e.data)
+	cmd.Env = e.environ()
+	cmd.Dir = e.dir
 	cmd.Stdin = stdin
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -147,6 +163,11 @@ func (e *env) mt(stdin io.Reader, args ...string) (string, string, int) {
 		}
 	}
 	return out.String(), errb.String(), code
+}
+
+// environ is the environment machinetop runs with.
+func (e *env) environ() []string {
+	return append(os.Environ(), "MACHINETOP_HOME="+e.data, "HOME="+e.home)
 }
 
 // must runs machinetop and fails the test unless it exits 0.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# mkimage.sh KIND OUT.tar [--fixtures]
+# mkimage.sh KIND OUT.tar [--fixtures] [--ssh]
 #
 # Builds a root filesystem tarball that `machinetop image import` turns into
 # an image, from Debian's own packages, offline from any OCI registry:
@@ -10,13 +10,23 @@
 # --fixtures adds the files the end-to-end tests check survive the trip:
 #   a setuid-root binary, a binary with a security.capability xattr, and two
 #   hard links to one inode.
+# --ssh adds an SSH server (Debian's openssh-server) to the debian image.
 # The tarball keeps numeric owners, modes and xattrs (GNU tar, PAX format).
 # debian needs root (debootstrap); run it with sudo otherwise.
 set -euo pipefail
 
-kind=${1:?usage: mkimage.sh busybox|debian OUT.tar [--fixtures]}
-out=${2:?usage: mkimage.sh busybox|debian OUT.tar [--fixtures]}
-fixtures=${3:-}
+usage='usage: mkimage.sh busybox|debian OUT.tar [--fixtures] [--ssh]'
+kind=${1:?$usage}
+out=${2:?$usage}
+shift 2
+fixtures= ssh=
+for opt in "$@"; do
+  case "$opt" in
+  --fixtures) fixtures=--fixtures ;;
+  --ssh) ssh=1 ;;
+  *) echo "mkimage: unknown option $opt; $usage" >&2; exit 2 ;;
+  esac
+done
 out=$(realpath -m "$out")
 
 work=$(mktemp -d)
@@ -60,7 +70,9 @@ debian)
   [ "$(id -u)" = 0 ] || { echo "mkimage: debian needs root (debootstrap): run with sudo" >&2; exit 1; }
   command -v debootstrap >/dev/null || { echo "mkimage: apt-get install debootstrap" >&2; exit 1; }
   mirror=${MIRROR:-$(debian_mirror)}
-  debootstrap --variant=minbase --include=systemd-sysv,udev,iproute2,sudo,e2fsprogs \
+  include=systemd-sysv,udev,iproute2,sudo,e2fsprogs
+  [ -z "$ssh" ] || include=$include,openssh-server
+  debootstrap --variant=minbase --include="$include" \
     bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 || {
       tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*

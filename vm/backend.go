@@ -41,6 +41,36 @@ type Spec struct {
 	// Empty means the backend falls back to RunDir, which may not survive
 	// a host reboot.
 	StateDir string
+	// Shares are host directories to share with the guest, with the
+	// filesystem the backend's ShareFS chose.
+	Shares []Share
+	// SSHPort, when non-zero, is a TCP port on the host's 127.0.0.1 that
+	// the backend forwards to the guest's port 22 (backends that
+	// implement SSHForwarder).
+	SSHPort int
+}
+
+// Share is one host directory shared with the guest for a boot.
+type Share struct {
+	// Tag names the device to the guest (virtio-fs tag, 9p mount_tag):
+	// at most 31 bytes.
+	Tag      string
+	HostPath string
+	ReadOnly bool
+}
+
+// ShareFS is implemented by backends that share host directories. ShareFS
+// returns the filesystem the guest mounts shares with for a machine
+// started by this process: "virtiofs" or "9p" (guest/proto FSVirtiofs,
+// FS9P). A backend without it shares over virtio-fs.
+type ShareFS interface {
+	ShareFS() string
+}
+
+// SSHForwarder is implemented by backends that forward Spec.SSHPort on
+// the host's loopback interface to the guest's SSH port.
+type SSHForwarder interface {
+	ForwardsSSH() bool
 }
 
 // Disk is a raw disk image attached as a virtio-blk device. Serial is the

@@ -144,6 +144,12 @@ type Config struct {
 	Populated bool `json:"populated"`
 	// User is the host user recorded at create time.
 	User UserSetup `json:"userSetup"`
+	// HomeMount shares the host user's home directory at the same path:
+	// HomeMountRW, HomeMountRO, or HomeMountNone (also meant by "", for
+	// machines made before it existed).
+	HomeMount string `json:"homeMount,omitempty"`
+	// Mounts are further host directories shared with the machine.
+	Mounts []Mount `json:"mounts,omitempty"`
 }
 
 // UserSetup is the host user mapped into the machine.
@@ -151,4 +157,18 @@ type UserSetup struct {
 	Username string `json:"username"`
 	UID      int    `json:"uid"`
 	GID      int    `json:"gid"`
+	// Shell is the host user's login shell (passwd(5)); the machine
+	// falls back to /bin/sh when its image lacks it.
+	Shell string `json:"shell,omitempty"`
+	// HomeDir is the host user's home directory ($HOME at create time).
+	HomeDir string `json:"homeDir,omitempty"`
+}
+
+// GuestHome is the user's home directory inside the machine: /root for
+// root, else /home/<user>.
+func (u UserSetup) GuestHome() string {
+	if u.UID == 0 {
+		return "/root"
+	}
+	return "/home/" + u.Username
 }

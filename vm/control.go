@@ -39,6 +39,13 @@ type status struct {
 	Error       string    `json:"error,omitempty"` // why a start failed
 	PID         int       `json:"pid"`
 	VMPID       int       `json:"vmPid,omitempty"`
+	// SSHPort is the host loopback port forwarded to the guest's SSH
+	// port, 0 for none.
+	SSHPort int `json:"sshPort,omitempty"`
+	// Mounts are the directories this boot shares.
+	Mounts []ActiveMount `json:"mounts,omitempty"`
+	// Guest is what the agent reported, once it answered.
+	Guest *GuestFacts `json:"guest,omitempty"`
 }
 
 func (m *Manager) runDir(cfg *Config) (string, error) {

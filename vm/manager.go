@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -78,6 +79,18 @@ type Machine struct {
 	// SupervisorPID is the host PID of the machine's supervisor while it
 	// runs, else 0.
 	SupervisorPID int `json:"supervisorPid,omitempty"`
+	// SSHPort is the port on the host's 127.0.0.1 forwarded to the
+	// machine's SSH port while it runs (see `machine ssh-config`), else 0.
+	SSHPort int `json:"sshPort,omitempty"`
+	// ActiveMounts are the directories the running boot shares; changes
+	// made with Set show in Mounts and HomeMount until the next boot.
+	ActiveMounts []ActiveMount `json:"activeMounts,omitempty"`
+	// Guest is what the agent last reported about the image (sudo, an
+	// SSH server, setup problems); nil before the first boot.
+	Guest *GuestFacts `json:"guest,omitempty"`
+	// Notes are messages for the user about missing host integration,
+	// e.g. an image without sudo or without an SSH server.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // CreateOptions are the parameters of Create. Zero values take defaults.
@@ -89,6 +102,11 @@ type CreateOptions struct {
 	DiskBytes   uint64 // default DefaultDiskBytes
 	SetDefault  bool
 	Kernel      string // see Config.Kernel
+	// HomeMount is HomeMountRW (the default when empty), HomeMountRO or
+	// HomeMountNone.
+	HomeMount string
+	// Mounts are `--mount` values, HOST[:GUEST][:ro] (see ParseMount).
+	Mounts []string
 }
 
 // DefaultDiskBytes is the default root disk capacity: 64 GiB (sparse).
@@ -233,7 +251,31 @@ func (m *Manager) Create(ctx context.Context, opts CreateOptions) (*Config, erro
 	if err != nil {
 		return nil, err
 	}
-	cfg.User = UserSetup{Username: u.Username, UID: os.Getuid(), GID: os.Getgid()}
+	home, _ := os.UserHomeDir()
+	if home != "" {
+		if real, err := filepath.EvalSymlinks(home); err == nil {
+			home = real
+		}
+	}
+	cfg.User = UserSetup{Username: u.Username, UID: os.Getuid(), GID: os.Getgid(),
+		Shell: loginShell(u.Username), HomeDir: home}
+	cfg.HomeMount = opts.HomeMount
+	if cfg.HomeMount == "" {
+		cfg.HomeMount = HomeMountRW
+	}
+	if err := ValidateHomeMount(cfg.HomeMount); err != nil {
+		return nil, err
+	}
+	for _, spec := range opts.Mounts {
+		mt, err := ParseMount(spec, home)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Mounts = append(cfg.Mounts, mt)
+	}
+	if err := checkShares(cfg); err != nil {
+		return nil, err
+	}
 
 	name, digest, tarPath, err := m.Images.Rootfs(ctx, opts.Image)
 	if err != nil {
@@ -506,14 +548,24 @@ func (m *Manager) Get(ctx context.Context, name string) (*Machine, error) {
 		mc.Started = st.Started
 		mc.Accelerator = st.Accelerator
 		mc.VMPID, mc.SupervisorPID = st.VMPID, st.PID
+		mc.SSHPort, mc.ActiveMounts, mc.Guest = st.SSHPort, st.Mounts, st.Guest
 	} else if m.orphanRunning(cfg) {
 		mc.State = StateRunning
 	}
+	if mc.Guest == nil {
+		var g GuestFacts
+		if readJSON(filepath.Join(mc.Dir, guestFile), &g) == nil {
+			mc.Guest = &g
+		}
+	}
+	mc.Notes = notes(mc)
 	return mc, nil
 }
 
 // Set changes configuration keys, applied at the next boot: cpus=N,
-// memory=SIZE. It returns an error naming an unknown key or a bad value and
+// memory=SIZE, kernel=PATH, home-mount=rw|ro|none, and mounts=LIST (comma
+// separated `--mount` values replacing the machine's mounts; empty for
+// none). It returns an error naming an unknown key or a bad value and
 // changes nothing in that case.
 func (m *Manager) Set(name string, kv map[string]string) error {
 	cfg, err := m.Config(name)
@@ -536,11 +588,31 @@ func (m *Manager) Set(name string, kv map[string]string) error {
 			cfg.MemoryBytes = b / MiB * MiB
 		case "kernel":
 			cfg.Kernel = v
+		case "home-mount":
+			if err := ValidateHomeMount(v); err != nil {
+				return fmt.Errorf("home-mount=%s: use rw, ro or none", v)
+			}
+			cfg.HomeMount = v
+		case "mounts":
+			cfg.Mounts = nil
+			for _, spec := range strings.Split(v, ",") {
+				if spec == "" {
+					continue
+				}
+				mt, err := ParseMount(spec, cfg.User.HomeDir)
+				if err != nil {
+					return err
+				}
+				cfg.Mounts = append(cfg.Mounts, mt)
+			}
 		default:
-			return fmt.Errorf("unknown setting %q: machine set takes cpus=N, memory=SIZE, kernel=PATH", k)
+			return fmt.Errorf("unknown setting %q: machine set takes cpus=N, memory=SIZE, kernel=PATH, home-mount=rw|ro|none, mounts=HOST[:GUEST][:ro],...", k)
 		}
 	}
 	if err := validateResources(cfg.CPUs, cfg.MemoryBytes, cfg.DiskBytes); err != nil {
+		return err
+	}
+	if err := checkShares(cfg); err != nil {
 		return err
 	}
 	return writeJSONAtomic(filepath.Join(m.machineDir(name), configFile), cfg)
@@ -593,4 +665,21 @@ func (m *Manager) ConsoleLog(name string) string {
 // steps, QEMU messages, errors).
 func (m *Manager) SupervisorLog(name string) string {
 	return filepath.Join(m.machineDir(name), superLogFile)
+}
+
+// loginShell returns the login shell of user name from the host's
+// /etc/passwd (passwd(5)), else $SHELL, else /bin/sh.
+func loginShell(name string) string {
+	if b, err := os.ReadFile("/etc/passwd"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Split(line, ":")
+			if len(f) >= 7 && f[0] == name && f[6] != "" {
+				return f[6]
+			}
+		}
+	}
+	if s := os.Getenv("SHELL"); filepath.IsAbs(s) {
+		return s
+	}
+	return "/bin/sh"
 }

@@ -48,6 +48,11 @@ type supervisor struct {
 	run  string // run directory (sockets)
 	inst Instance
 	log  *slog.Logger
+	// shares and configDisk are this boot's shared directories and
+	// config disk (prepareHost).
+	shares     []Share
+	configDisk *Disk
+	bootInfo   bootInfo
 
 	mu      sync.Mutex
 	st      status
@@ -144,6 +149,9 @@ func (s *supervisor) spec(k *kit.Kit) *Spec {
 	if !s.cfg.Populated {
 		disks = append(disks, Disk{Path: filepath.Join(s.dir, imageTarFile), Serial: proto.ImageSerial, ReadOnly: true})
 	}
+	if s.configDisk != nil {
+		disks = append(disks, *s.configDisk)
+	}
 	sp := &Spec{
 		Name: s.cfg.Name, CPUs: s.cfg.CPUs, MemoryBytes: s.cfg.MemoryBytes,
 		Cmdline:    fmt.Sprintf("quiet panic=-1 %s=%s %s=10.0.2.15/24,10.0.2.2,10.0.2.3", proto.ParamHostname, s.cfg.Name, proto.ParamNet),
@@ -151,6 +159,8 @@ func (s *supervisor) spec(k *kit.Kit) *Spec {
 		ConsoleLog: filepath.Join(s.dir, consoleLogFile),
 		RunDir:     s.run,
 		StateDir:   s.dir,
+		Shares:     s.shares,
+		SSHPort:    s.bootInfo.SSHPort,
 	}
 	if k != nil {
 		sp.Kernel, sp.Initramfs = k.Kernel, k.Initramfs
@@ -168,7 +178,14 @@ func (s *supervisor) boot(ctx context.Context) error {
 			if b, err := os.ReadFile(filepath.Join(s.run, "started")); err == nil {
 				started, _ = time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b)))
 			}
-			s.setStatus(func(st *status) { st.State = StateRunning; st.VMPID = inst.PID(); st.Started = started })
+			bi := s.loadBootInfo()
+			s.bootInfo = bi
+			s.setStatus(func(st *status) {
+				st.State = StateRunning
+				st.VMPID = inst.PID()
+				st.Started = started
+				st.SSHPort, st.Mounts = bi.SSHPort, bi.Mounts
+			})
 			return nil
 		}
 		s.log.Warn("cannot adopt vm", "err", err)
@@ -190,6 +207,12 @@ func (s *supervisor) boot(ctx context.Context) error {
 			return fmt.Errorf("the image of %s was never unpacked and its copy is gone: delete and re-create the machine", s.cfg.Name)
 		}
 	}
+	disk, bi, err := s.prepareHost()
+	if err != nil {
+		return err
+	}
+	s.configDisk, s.bootInfo = &disk, bi
+	s.saveBootInfo(bi)
 	spec := s.spec(k)
 	inst, err := s.m.Backend.Start(ctx, spec)
 	if err != nil {
@@ -199,26 +222,23 @@ func (s *supervisor) boot(ctx context.Context) error {
 	now := time.Now()
 	writeFileAtomic(filepath.Join(s.run, "started"), []byte(now.Format(time.RFC3339Nano)), 0o600)
 	s.log.Info("vm started", "pid", inst.PID(), "accel", accel, "kernel", k.KernelRelease)
-	s.setStatus(func(st *status) { st.State = StateRunning; st.VMPID = inst.PID(); st.Started = now })
+	s.setStatus(func(st *status) {
+		st.State = StateRunning
+		st.VMPID = inst.PID()
+		st.Started = now
+		st.SSHPort, st.Mounts = bi.SSHPort, bi.Mounts
+	})
 	return nil
 }
 
 // Kit returns the guest kit (kernel and initramfs) for cfg, building it
-// into DataDir/kit on first use.
+// into DataDir/kit on first use. The kernel is the machine's own, else
+// $MACHINETOP_KERNEL, else Debian's generic kernel when the machine shares
+// directories over 9p, else the cloud kernel.
 func (m *Manager) Kit(ctx context.Context, cfg *Config, log io.Writer) (*kit.Kit, error) {
-	var src kit.Source
-	if cfg.Kernel != "" {
-		if strings.HasSuffix(cfg.Kernel, ".deb") {
-			src.Deb = cfg.Kernel
-		} else {
-			src.Kernel = cfg.Kernel
-		}
-	} else if k := os.Getenv("MACHINETOP_KERNEL"); k != "" {
-		if strings.HasSuffix(k, ".deb") {
-			src.Deb = k
-		} else {
-			src.Kernel = k
-		}
+	src, err := m.kitSource(cfg)
+	if err != nil {
+		return nil, err
 	}
 	gb, err := kit.GuestBinary(runtime.GOARCH)
 	if err != nil {
@@ -280,6 +300,7 @@ func (s *supervisor) agentLoop() {
 		if info.Populated && !s.cfg.Populated {
 			s.markPopulated()
 		}
+		s.recordGuest(info)
 		ip := ""
 		ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
 		if addrs, err := cl.Network(ctx); err == nil {
@@ -298,11 +319,14 @@ func (s *supervisor) agentLoop() {
 		close(s.readyCh)
 		s.mu.Unlock()
 
+		clockDone := make(chan struct{})
+		go s.syncClock(cl, clockDone)
 		select {
 		case <-sess.CloseChan():
 			s.log.Info("agent channel closed; reconnecting")
 		case <-s.stopped:
 		}
+		close(clockDone)
 		s.mu.Lock()
 		s.sess = nil
 		s.st.AgentReady = false

@@ -61,6 +61,13 @@ func (f *frameWriter) json(t proto.FrameType, v any) {
 // command builds the process for req: user, groups, environment, program
 // and working directory, as documented on proto.ExecRequest.
 func command(req *proto.ExecRequest) (*exec.Cmd, error) {
+	if req.User != "" {
+		uid, gid, err := resolveUser("/etc/passwd", req.User)
+		if err != nil {
+			return nil, err
+		}
+		req.UID, req.GID = uid, gid
+	}
 	acct, known := lookupUID("/etc/passwd", req.UID)
 	shell := acct.Shell
 	if shell == "" {

@@ -7,6 +7,7 @@ package agent
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log"
@@ -19,6 +20,7 @@ import (
 	"github.com/hashicorp/yamux"
 	"golang.org/x/sys/unix"
 
+	"github.com/machinetop/machinetop/guest/hostuser"
 	"github.com/machinetop/machinetop/guest/proto"
 )
 
@@ -115,6 +117,8 @@ func (s *Server) answer(req *proto.Request) proto.Response {
 			return proto.Response{Error: err.Error()}
 		}
 		return proto.Response{Addresses: addrs}
+	case proto.OpTime:
+		return proto.Response{UnixNano: time.Now().UnixNano()}
 	case proto.OpSetTime:
 		if req.UnixNano <= 0 {
 			return proto.Response{Error: "settime: missing time"}
@@ -143,6 +147,16 @@ func ping() (*proto.Info, error) {
 	}
 	if _, err := os.Stat(proto.PopulatedMarker); err == nil {
 		info.Populated = true
+	}
+	info.Sudo = hostuser.HasSudo("/")
+	if fi, err := os.Stat("/usr/sbin/sshd"); err == nil && fi.Mode().IsRegular() {
+		info.SSHD = true
+	}
+	if b, err := os.ReadFile(proto.SetupReportFile); err == nil {
+		var r proto.SetupReport
+		if json.Unmarshal(b, &r) == nil {
+			info.Setup = &r
+		}
 	}
 	// CLOCK_BOOTTIME counts time since boot including suspend.
 	var bt unix.Timespec

@@ -151,3 +151,15 @@ func (c *Client) SetTime(ctx context.Context, t time.Time) error {
 	_, err := c.call(ctx, proto.Request{Op: proto.OpSetTime, UnixNano: t.UnixNano()})
 	return err
 }
+
+// Time returns the guest's wall clock (CLOCK_REALTIME).
+func (c *Client) Time(ctx context.Context) (time.Time, error) {
+	resp, err := c.call(ctx, proto.Request{Op: proto.OpTime})
+	if err != nil {
+		return time.Time{}, err
+	}
+	if resp.UnixNano == 0 {
+		return time.Time{}, errors.New("agent time: empty answer")
+	}
+	return time.Unix(0, resp.UnixNano), nil
+}

@@ -71,9 +71,15 @@ func Main() {
 	if err := installAgent(); err != nil {
 		fatal("installing the agent: %v", err)
 	}
+	gcfg, cfgErr := readGuestConfig()
 	if err := switchRoot(); err != nil {
 		fatal("switching root: %v", err)
 	}
+	report := &proto.SetupReport{}
+	if cfgErr != nil {
+		report.Problems = append(report.Problems, "machine configuration: "+cfgErr.Error())
+	}
+	setupHost(gcfg, report)
 	log.Printf("root ready after %v", time.Since(start).Round(time.Millisecond))
 
 	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=linux"}
@@ -193,7 +199,11 @@ func waitForDisk(serial string) (string, error) {
 		for _, p := range blocks {
 			b, err := os.ReadFile(p)
 			if err == nil && strings.TrimSpace(string(b)) == serial {
-				return "/dev/" + filepath.Base(filepath.Dir(p)), nil
+				// devtmpfs may make the node a moment after sysfs
+				// shows the disk.
+				if dev := "/dev/" + filepath.Base(filepath.Dir(p)); ensureNode(dev, filepath.Dir(p)) == nil {
+					return dev, nil
+				}
 			}
 		}
 		if time.Now().After(deadline) {
@@ -201,6 +211,27 @@ func waitForDisk(serial string) (string, error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// ensureNode makes sure the block device node dev exists, creating it
+// from sysDir/dev ("MAJOR:MINOR") when devtmpfs has not yet.
+func ensureNode(dev, sysDir string) error {
+	if _, err := os.Stat(dev); err == nil {
+		return nil
+	}
+	b, err := os.ReadFile(filepath.Join(sysDir, "dev"))
+	if err != nil {
+		return err
+	}
+	var major, minor uint32
+	if _, err := fmt.Sscanf(strings.TrimSpace(string(b)), "%d:%d", &major, &minor); err != nil {
+		return err
+	}
+	err = unix.Mknod(dev, unix.S_IFBLK|0o660, int(unix.Mkdev(major, minor)))
+	if errors.Is(err, unix.EEXIST) {
+		return nil
+	}
+	return err
 }
 
 // populate unpacks the image disk (a tar stream) onto the root disk and

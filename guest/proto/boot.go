@@ -48,3 +48,93 @@ const (
 	// ParamDebug=1 makes /init log verbosely to the console.
 	ParamDebug = "machinetop.debug"
 )
+
+// ConfigSerial marks a small read-only disk holding the machine's
+// GuestConfig as JSON, padded with zero bytes to whole 512-byte sectors.
+// The host writes it fresh for every boot; /init reads it before it hands
+// PID 1 to the image's init. A disk works on every backend and is not
+// bound by the kernel command line's length limit (2048 bytes on x86).
+const ConfigSerial = "mt-config"
+
+// MaxConfigBytes is the largest config disk /init reads (1 MiB).
+const MaxConfigBytes = 1 << 20
+
+// Filesystem types of a GuestMount, as mount(8) names them.
+const (
+	FSVirtiofs = "virtiofs"
+	FS9P       = "9p"
+)
+
+// Files /init writes on the root filesystem for the agent and the host.
+const (
+	// UserMarker exists once first-boot user setup has run; it holds the
+	// user name it ran for.
+	UserMarker = "/.machinetop/user-setup-done"
+	// SetupReport holds a JSON SetupReport about the latest boot.
+	SetupReportFile = "/.machinetop/setup-report.json"
+	// UserSetupScript is the path at which an image may provide its own
+	// user setup, run once at first boot instead of the built-in one, as
+	// root, by /bin/sh, with the environment variables MACHINETOP_USER,
+	// MACHINETOP_UID, MACHINETOP_GID, MACHINETOP_HOME and MACHINETOP_SHELL.
+	// A non-zero exit is reported by `machinetop machine inspect`.
+	UserSetupScript = "/etc/machinetop/create-user.sh"
+	// AuthorizedKeysDir holds one authorized_keys file (sshd(8) format) per
+	// user, named after the user; /init rewrites it at every boot, and
+	// SSHDConfig points sshd at it (AuthorizedKeysFile in sshd_config(5)),
+	// so machinetop never writes into a home directory that may be the
+	// host's own.
+	AuthorizedKeysDir = "/etc/machinetop/authorized_keys"
+	// SSHDConfig is the sshd_config(5) drop-in /init writes when the image
+	// has /etc/ssh/sshd_config.d.
+	SSHDConfig = "/etc/ssh/sshd_config.d/machinetop.conf"
+)
+
+// GuestConfig is what the host tells /init about a boot.
+type GuestConfig struct {
+	// User is the host user mapped into the machine; nil when the host
+	// user is root (root exists in every image).
+	User *GuestUser `json:"user,omitempty"`
+	// Mounts are the host directories shared with the machine, mounted
+	// by /init before the image's init starts, parents first.
+	Mounts []GuestMount `json:"mounts,omitempty"`
+	// AuthorizedKeys are public keys in authorized_keys format (sshd(8))
+	// that may log in over SSH as User (as root when User is nil).
+	AuthorizedKeys []string `json:"authorizedKeys,omitempty"`
+}
+
+// GuestUser is an account to create in the machine (see passwd(5)).
+type GuestUser struct {
+	Name string `json:"name"`
+	UID  int    `json:"uid"`
+	GID  int    `json:"gid"`
+	// Home is the home directory to create, /home/<name>.
+	Home string `json:"home"`
+	// Shell is the host user's login shell; /bin/sh is used when the
+	// image lacks it.
+	Shell string `json:"shell"`
+}
+
+// GuestMount is one shared directory.
+type GuestMount struct {
+	// Tag is the virtio-fs tag or 9p mount_tag of the device (at most
+	// 31 bytes).
+	Tag string `json:"tag"`
+	// Path is the absolute mount point in the guest.
+	Path string `json:"path"`
+	// FSType is FSVirtiofs or FS9P.
+	FSType   string `json:"fstype"`
+	ReadOnly bool   `json:"readOnly,omitempty"`
+}
+
+// SetupReport is what /init found while preparing the latest boot; the
+// agent returns it in Info.
+type SetupReport struct {
+	// User is the mapped user name, "" when the host user is root.
+	User string `json:"user,omitempty"`
+	// Script is UserSetupScript when the image's own script created the
+	// user, "" for the built-in setup.
+	Script string `json:"script,omitempty"`
+	// Problems are messages for the user about setup steps that failed
+	// (a mount, the user, the SSH key); the boot went on without them.
+	Problems []string `json:"problems,omitempty"`
+}

@@ -55,6 +55,7 @@ const (
 	OpNetwork  Op = "network"  // Response.Addresses
 	OpShutdown Op = "shutdown" // Request.Shutdown; the guest answers, then powers off or reboots
 	OpSetTime  Op = "settime"  // Request.UnixNano: set the guest clock
+	OpTime     Op = "time"     // Response.UnixNano: read the guest clock
 )
 
 // Request is the first line written on every stream.
@@ -86,6 +87,10 @@ type ExecRequest struct {
 	// the user with that UID in the guest's /etc/group, if any.
 	UID uint32 `json:"uid"`
 	GID uint32 `json:"gid"`
+	// User, when set, names the account to run as instead of UID and GID:
+	// a user name from the guest's /etc/passwd (its uid and primary gid),
+	// or a numeric "UID" or "UID:GID".
+	User string `json:"user,omitempty"`
 	// TTY asks for a PTY: stdout carries the terminal output, stderr is
 	// unused, and Rows/Cols give the initial window size in character cells.
 	TTY  bool   `json:"tty,omitempty"`
@@ -103,6 +108,9 @@ type Response struct {
 	Info      *Info     `json:"info,omitempty"`
 	Metrics   *Metrics  `json:"metrics,omitempty"`
 	Addresses []Address `json:"addresses,omitempty"`
+	// UnixNano answers OpTime: the guest's CLOCK_REALTIME, nanoseconds
+	// since the Unix epoch.
+	UnixNano int64 `json:"unixNano,omitempty"`
 }
 
 // Info describes the agent and the guest it runs in.
@@ -115,6 +123,13 @@ type Info struct {
 	// BootedUnixNano is when the guest kernel started (host wall clock as
 	// seen by the guest), for uptime.
 	BootedUnixNano int64 `json:"bootedUnixNano"`
+	// Sudo is true when the image has sudo (/usr/bin/sudo or /bin/sudo).
+	Sudo bool `json:"sudo"`
+	// SSHD is true when the image has an SSH server (/usr/sbin/sshd).
+	SSHD bool `json:"sshd"`
+	// Setup is what /init reported about this boot's setup (user,
+	// mounts, SSH key); nil when it wrote no report.
+	Setup *SetupReport `json:"setup,omitempty"`
 }
 
 // Metrics is a sample of the guest's resource use. Memory and disk figures

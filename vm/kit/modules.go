@@ -33,6 +33,10 @@ var wantedModules = []string{
 	"vsock",
 	"vmw_vsock_virtio_transport",
 	"ext4",
+	// ext4 asks the crypto API for crc32c at mount time, not through a
+	// module dependency; where it is a module (the generic kernel) it
+	// must be loaded first.
+	"crc32c_generic",
 }
 
 // WantedModules returns the names of the modules a kit carries when the

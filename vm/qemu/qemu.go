@@ -134,7 +134,7 @@ func (b *Backend) Args(spec *vm.Spec, accel string) []string {
 		"-append", "console="+consoleDevice()+" "+spec.Cmdline,
 		"-chardev", "file,id=console,append=on,path="+spec.ConsoleLog,
 		"-serial", "chardev:console",
-		"-netdev", "user,id=net0",
+		"-netdev", netdev(spec),
 		// romfile= drops the iPXE option ROM: we boot the kernel directly and
 		// the ROM costs about a second under TCG.
 		"-device", "virtio-net-pci,netdev=net0,romfile=",
@@ -148,6 +148,7 @@ func (b *Backend) Args(spec *vm.Spec, accel string) []string {
 		"-pidfile", filepath.Join(spec.RunDir, pidFile),
 		"-monitor", "none",
 	)
+	args = append(args, shareArgs(spec, b.ShareFS())...)
 	for i, d := range spec.Disks {
 		drive := fmt.Sprintf("file=%s,if=none,id=disk%d,format=raw,discard=unmap,detect-zeroes=unmap", d.Path, i)
 		if d.ReadOnly {
@@ -157,6 +158,16 @@ func (b *Backend) Args(spec *vm.Spec, accel string) []string {
 			"-device", fmt.Sprintf("virtio-blk-pci,drive=disk%d,serial=%s", i, d.Serial))
 	}
 	return args
+}
+
+// netdev is QEMU user-mode networking, with the SSH port forwarded from
+// the host's loopback interface only.
+func netdev(spec *vm.Spec) string {
+	n := "user,id=net0"
+	if spec.SSHPort > 0 {
+		n += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:22", spec.SSHPort)
+	}
+	return n
 }
 
 func accelOpt(accel string) string {
@@ -182,11 +193,23 @@ func (b *Backend) Start(ctx context.Context, spec *vm.Spec) (vm.Instance, error)
 	for _, f := range []string{agentSock, qmpSock, pidFile} {
 		os.Remove(filepath.Join(spec.RunDir, f))
 	}
+	var daemons []*os.Process
+	if len(spec.Shares) > 0 && b.ShareFS() == proto.FSVirtiofs {
+		if daemons, err = startVirtiofsd(ctx, spec); err != nil {
+			return nil, err
+		}
+	}
+	killDaemons := func() {
+		for _, p := range daemons {
+			p.Kill()
+		}
+	}
 	cmd := exec.Command(bin, b.Args(spec, accel)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Stdout = os.Stderr // QEMU's own messages go to the supervisor log
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
+		killDaemons()
 		return nil, fmt.Errorf("starting %s: %w", bin, err)
 	}
 	inst := &instance{runDir: spec.RunDir, pid: cmd.Process.Pid, done: make(chan struct{})}
@@ -200,6 +223,7 @@ func (b *Backend) Start(ctx context.Context, spec *vm.Spec) (vm.Instance, error)
 	if err := inst.waitSocket(ctx, qmpSock, 10*time.Second); err != nil {
 		inst.Kill()
 		<-inst.done
+		killDaemons()
 		if inst.err != nil {
 			return nil, fmt.Errorf("%v (see the supervisor log)", inst.err)
 		}

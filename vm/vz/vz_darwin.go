@@ -192,9 +192,12 @@ func configure(spec *vm.Spec) (*avf.VirtualMachineConfiguration, error) {
 	}
 	cfg.SetSocketDevicesVirtualMachineConfiguration([]avf.SocketDeviceConfiguration{vsock})
 
-	// Host integration will add directory shares here, one Spec entry per
-	// share; until then a machine has none.
+	// One virtio-fs device per shared directory; the framework enforces
+	// read-only shares on the host side.
 	var shares []directoryShare
+	for _, sh := range spec.Shares {
+		shares = append(shares, directoryShare{Tag: sh.Tag, Path: sh.HostPath, ReadOnly: sh.ReadOnly})
+	}
 	fsDevs, err := directorySharingDevices(shares)
 	if err != nil {
 		return nil, err
