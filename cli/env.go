@@ -61,3 +61,17 @@ func (s storeSource) Rootfs(ctx context.Context, ref string) (string, string, st
 	}
 	return img.Ref(), img.Digest.String(), p, nil
 }
+
+// managerFor builds the Manager and resolves a machine name argument, ""
+// meaning the default machine (see vm.Manager.Resolve for the errors).
+func managerFor(name string) (*vm.Manager, string, error) {
+	m, err := newManager()
+	if err != nil {
+		return nil, "", err
+	}
+	name, err = m.Resolve(name)
+	if err != nil {
+		return nil, "", err
+	}
+	return m, name, nil
+}

@@ -17,11 +17,7 @@ func newLogsCmd() *cobra.Command {
 		Short: "Show a machine's console log (--boot: the supervisor's boot log)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := newManager()
-			if err != nil {
-				return err
-			}
-			name, err := m.Resolve(optionalName(args))
+			m, name, err := managerFor(optionalName(args))
 			if err != nil {
 				return err
 			}

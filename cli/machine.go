@@ -164,11 +164,7 @@ func newInspectCmd() *cobra.Command {
 		Short: "Show a machine's configuration and state as JSON",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := newManager()
-			if err != nil {
-				return err
-			}
-			name, err := m.Resolve(optionalName(args))
+			m, name, err := managerFor(optionalName(args))
 			if err != nil {
 				return err
 			}
@@ -188,11 +184,7 @@ func simpleCmd(use, short string, act func(ctx context.Context, m *vm.Manager, n
 		Short: short,
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := newManager()
-			if err != nil {
-				return err
-			}
-			name, err := m.Resolve(optionalName(args))
+			m, name, err := managerFor(optionalName(args))
 			if err != nil {
 				return err
 			}
@@ -274,11 +266,7 @@ func newSetCmd() *cobra.Command {
 			"  mounts=LIST       shared directories, comma separated HOST[:GUEST][:ro]; replaces the list (empty for none)",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := newManager()
-			if err != nil {
-				return err
-			}
-			name, err := m.Resolve(name)
+			m, name, err := managerFor(name)
 			if err != nil {
 				return err
 			}
@@ -327,11 +315,7 @@ func newSSHConfigCmd() *cobra.Command {
 			"or use it directly: ssh -F <(machinetop machine ssh-config NAME) NAME",
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := newManager()
-			if err != nil {
-				return err
-			}
-			name, err := m.Resolve(optionalName(args))
+			m, name, err := managerFor(optionalName(args))
 			if err != nil {
 				return err
 			}

@@ -81,11 +81,7 @@ func runInMachine(cmd *cobra.Command, args []string, o *runOptions) error {
 		return fmt.Errorf("-t: the input device is not a TTY; drop -t to use pipes")
 	}
 
-	m, err := newManager()
-	if err != nil {
-		return err
-	}
-	name, err := m.Resolve(o.name)
+	m, name, err := managerFor(o.name)
 	if err != nil {
 		return err
 	}

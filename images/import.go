@@ -6,11 +6,8 @@ import (
 	"bytes"
 	"compress/bzip2"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -402,39 +399,34 @@ func (s *Store) rootfsImage(ctx context.Context, p, scratch string) (v1.Image, e
 		return nil, err
 	}
 	defer src.Close()
-	out, err := os.CreateTemp(scratch, "layer-*")
+	// Check that it is a tar while it streams into the layer file, so it
+	// is read and compressed once.
+	pr, pw := io.Pipe()
+	go func() {
+		tee := io.TeeReader(ctxReader{ctx, src}, pw)
+		tr := tar.NewReader(tee)
+		for {
+			_, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				pw.CloseWithError(fmt.Errorf("not a valid tar archive: %w", err))
+				return
+			}
+		}
+		// The layer is the whole stream, end-of-archive padding included.
+		if _, err := io.Copy(io.Discard, tee); err != nil {
+			pw.CloseWithError(fmt.Errorf("reading to the end: %w", err))
+			return
+		}
+		pw.Close()
+	}()
+	l, err := NewFileLayer(pr, scratch)
+	pr.Close()
 	if err != nil {
 		return nil, err
 	}
-	defer out.Close()
-	l := &fileLayer{path: out.Name()}
-	compressed, uncompressed := sha256.New(), sha256.New()
-	counter := &countWriter{w: io.MultiWriter(out, compressed)}
-	zw := gzip.NewWriter(counter)
-	tee := io.TeeReader(ctxReader{ctx, src}, io.MultiWriter(zw, uncompressed))
-	tr := tar.NewReader(tee)
-	for {
-		_, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("not a valid tar archive: %w", err)
-		}
-	}
-	// The layer is the whole stream, end-of-archive padding included.
-	if _, err := io.Copy(io.Discard, tee); err != nil {
-		return nil, fmt.Errorf("reading to the end: %w", err)
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	if err := out.Close(); err != nil {
-		return nil, err
-	}
-	l.digest = sum(compressed)
-	l.diffID = sum(uncompressed)
-	l.size = counter.n
 
 	now := time.Now().UTC().Truncate(time.Second)
 	host := HostPlatform()
@@ -461,46 +453,4 @@ func (s *Store) rootfsImage(ctx context.Context, p, scratch string) (v1.Image, e
 			Comment:   "imported from " + filepath.Base(p),
 		},
 	})
-}
-
-func sum(h hash.Hash) v1.Hash {
-	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
-
-// fileLayer is a gzip-compressed OCI layer in a local file whose digests
-// were computed while writing it.
-type fileLayer struct {
-	path           string
-	digest, diffID v1.Hash
-	size           int64
-}
-
-func (l *fileLayer) Digest() (v1.Hash, error)            { return l.digest, nil }
-func (l *fileLayer) DiffID() (v1.Hash, error)            { return l.diffID, nil }
-func (l *fileLayer) Size() (int64, error)                { return l.size, nil }
-func (l *fileLayer) MediaType() (types.MediaType, error) { return types.OCILayer, nil }
-func (l *fileLayer) Compressed() (io.ReadCloser, error)  { return os.Open(l.path) }
-
-func (l *fileLayer) Uncompressed() (io.ReadCloser, error) {
-	f, err := os.Open(l.path)
-	if err != nil {
-		return nil, err
-	}
-	zr, err := gzip.NewReader(bufio.NewReader(f))
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return readCloser{zr, f}, nil
 }

@@ -56,7 +56,8 @@ func readGuestConfig() (*proto.GuestConfig, error) {
 	return &c, nil
 }
 
-// findDisk is waitForDisk with a limit.
+// findDisk returns /dev/vdX for the virtio disk whose serial
+// (/sys/block/vdX/serial) is serial, waiting up to limit for it.
 func findDisk(serial string, limit time.Duration) (string, error) {
 	deadline := time.Now().Add(limit)
 	for {
@@ -64,6 +65,8 @@ func findDisk(serial string, limit time.Duration) (string, error) {
 		for _, p := range blocks {
 			b, err := os.ReadFile(p)
 			if err == nil && strings.TrimSpace(string(b)) == serial {
+				// devtmpfs may make the node a moment after sysfs
+				// shows the disk.
 				if dev := "/dev/" + filepath.Base(filepath.Dir(p)); ensureNode(dev, filepath.Dir(p)) == nil {
 					return dev, nil
 				}

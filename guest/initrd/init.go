@@ -192,26 +192,7 @@ func loadModules(debug bool) {
 
 // waitForDisk returns /dev/vdX for the virtio disk whose serial
 // (/sys/block/vdX/serial) is serial, waiting up to diskWait for it.
-func waitForDisk(serial string) (string, error) {
-	deadline := time.Now().Add(diskWait)
-	for {
-		blocks, _ := filepath.Glob("/sys/block/vd*/serial")
-		for _, p := range blocks {
-			b, err := os.ReadFile(p)
-			if err == nil && strings.TrimSpace(string(b)) == serial {
-				// devtmpfs may make the node a moment after sysfs
-				// shows the disk.
-				if dev := "/dev/" + filepath.Base(filepath.Dir(p)); ensureNode(dev, filepath.Dir(p)) == nil {
-					return dev, nil
-				}
-			}
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("no virtio disk with serial %q after %v", serial, diskWait)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+func waitForDisk(serial string) (string, error) { return findDisk(serial, diskWait) }
 
 // ensureNode makes sure the block device node dev exists, creating it
 // from sysDir/dev ("MAJOR:MINOR") when devtmpfs has not yet.

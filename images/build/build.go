@@ -661,12 +661,12 @@ func (b *builder) command(ctx context.Context, st *stage, c instructions.Command
 		}}
 		pr, pw := io.Pipe()
 		type layerRes struct {
-			l   *fileLayer
+			l   *images.FileLayer
 			err error
 		}
 		ch := make(chan layerRes, 1)
 		go func() {
-			l, err := newFileLayer(pr, b.tmp)
+			l, err := images.NewFileLayer(pr, b.tmp)
 			pr.CloseWithError(err)
 			ch <- layerRes{l, err}
 		}()
@@ -925,7 +925,7 @@ func (b *builder) copyLayer(ctx context.Context, st *stage, c instructions.Comma
 		if _, err := w.f.Seek(0, io.SeekStart); err != nil {
 			return nil, err
 		}
-		return newFileLayer(w.f, b.tmp)
+		return images.NewFileLayer(w.f, b.tmp)
 	}, hash, nil
 }
 
