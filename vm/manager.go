@@ -107,6 +107,9 @@ type CreateOptions struct {
 	HomeMount string
 	// Mounts are `--mount` values, HOST[:GUEST][:ro] (see ParseMount).
 	Mounts []string
+	// Builder marks a machine that a Dockerfile build makes and deletes
+	// for its RUN steps: it never becomes the default machine.
+	Builder bool
 }
 
 // DefaultDiskBytes is the default root disk capacity: 64 GiB (sparse).
@@ -329,7 +332,7 @@ func (m *Manager) Create(ctx context.Context, opts CreateOptions) (*Config, erro
 	}
 	ok = true
 	st, _ := m.readState()
-	if opts.SetDefault || st.Default == "" || !m.exists(st.Default) {
+	if !opts.Builder && (opts.SetDefault || st.Default == "" || !m.exists(st.Default)) {
 		st.Default = cfg.Name
 		if err := writeJSONAtomic(m.statePath(), st); err != nil {
 			return cfg, err

@@ -174,3 +174,13 @@ func TestSetValidates(t *testing.T) {
 		t.Fatalf("a refused set changed the config: %+v", cfg2)
 	}
 }
+
+func TestBuilderMachineNeverDefault(t *testing.T) {
+	m := newTestManager(t)
+	if _, err := m.Create(context.Background(), CreateOptions{Image: "test:latest", Name: "builder-1", CPUs: 1, MemoryBytes: GiB, Builder: true}); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := m.Default(); d != "" {
+		t.Fatalf("a builder machine became the default: %q", d)
+	}
+}

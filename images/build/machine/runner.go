@@ -228,7 +228,12 @@ func (r *Runner) create(ctx context.Context, base v1.Image, output io.Writer) (*
 	if cpus == 0 {
 		cpus = vm.HostCPUs()
 	}
-	if _, err := mgr.Create(ctx, vm.CreateOptions{Image: d.String(), Name: name, CPUs: cpus, MemoryBytes: mem}); err != nil {
+	if _, err := mgr.Create(ctx, vm.CreateOptions{
+		Image: d.String(), Name: name, CPUs: cpus, MemoryBytes: mem,
+		// A Dockerfile's RUN sees no host files: the build context reaches
+		// it only through COPY and ADD.
+		HomeMount: vm.HomeMountNone, Builder: true,
+	}); err != nil {
 		return nil, fmt.Errorf("creating builder machine: %w", err)
 	}
 	r.made = append(r.made, name)
