@@ -26,11 +26,11 @@ func TestBenchBoot(t *testing.T) {
 	}
 	e := newEnv(t)
 	e.must("image", "import", filepath.Join(shared, "busybox.tar"), "busybox:test")
-	e.must("machine", "create", "busybox:test", "-n", "bb", "--cpus", "1", "--memory", "1G")
+	e.must("machine", "create", "busybox:test", "-n", "bb", "--cpus", "1", "--memory", "1G", "--no-boot")
 	images := []string{"bb"}
 	if _, err := os.Stat(filepath.Join(shared, "debian.tar")); err == nil {
 		e.must("image", "import", filepath.Join(shared, "debian.tar"), "debian:test")
-		e.must("machine", "create", "debian:test", "-n", "deb", "--cpus", "1", "--memory", "1G")
+		e.must("machine", "create", "debian:test", "-n", "deb", "--cpus", "1", "--memory", "1G", "--no-boot")
 		images = append(images, "deb")
 	}
 	const rounds = 3
@@ -43,6 +43,13 @@ func TestBenchBoot(t *testing.T) {
 
 	raw := rawBoot(t, e, rounds)
 	add("raw QEMU direct-kernel boot to a trivial init (the limit): median %v", raw.Round(time.Millisecond))
+	// First boots unpack the images; they are not what is measured.
+	for _, n := range images {
+		e.must("machine", "start", n)
+		e.must("machine", "stop", n)
+	}
+	// One machine runs at a time, so that an idle systemd does not slow
+	// the others' boots.
 	for _, n := range images {
 		var ready, firstRun, systemd []time.Duration
 		for range rounds {
@@ -51,7 +58,7 @@ func TestBenchBoot(t *testing.T) {
 			e.must("machine", "start", n)
 			ready = append(ready, time.Since(start))
 			if n == "deb" {
-				e.mustRun(n, "systemctl", "is-system-running", "--wait")
+				e.mustRun(n, "sh", "-c", "until [ -S /run/systemd/private ]; do sleep 0.05; done; systemctl is-system-running --wait || true")
 				systemd = append(systemd, time.Since(start))
 			}
 			e.must("machine", "stop", n)
@@ -63,11 +70,13 @@ func TestBenchBoot(t *testing.T) {
 		}
 		add("%s: start → agent ready: median %v (%.2f× the limit)", n, median(ready).Round(time.Millisecond), float64(median(ready))/float64(raw))
 		add("%s: start → first `run` output: median %v", n, median(firstRun).Round(time.Millisecond))
+		e.must("machine", "stop", n)
 		if len(systemd) > 0 {
 			add("%s: start → systemd is-system-running answers: median %v", n, median(systemd).Round(time.Millisecond))
 		}
 	}
 	var rt []time.Duration
+	e.must("machine", "start", "bb")
 	for range 50 {
 		start := time.Now()
 		e.mustRun("bb", "true")
