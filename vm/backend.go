@@ -14,7 +14,9 @@ type Backend interface {
 	Name() string
 	// Accelerator reports the accelerator Start will use ("kvm", "tcg",
 	// "hvf"), probing the host in bounded time if it must.
-	Accelerator(ctx context.Context) (string, error)
+	// kernel is the guest kernel image, which a backend may boot to prove
+	// that an accelerator really works.
+	Accelerator(ctx context.Context, kernel string) (string, error)
 	// Start boots the VM described by spec and returns once the hypervisor
 	// runs it (not when the guest is ready). The VM keeps running when ctx
 	// ends; ctx bounds only the start itself.

@@ -190,15 +190,15 @@ func (s *supervisor) boot(ctx context.Context) error {
 		}
 		s.log.Warn("cannot adopt vm", "err", err)
 	}
-	accel, err := s.m.Backend.Accelerator(ctx)
-	if err != nil {
-		return err
-	}
-	s.setStatus(func(st *status) { st.Accelerator = accel })
 	k, err := s.m.Kit(ctx, s.cfg, os.Stderr)
 	if err != nil {
 		return err
 	}
+	accel, err := s.m.Backend.Accelerator(ctx, k.Kernel)
+	if err != nil {
+		return err
+	}
+	s.setStatus(func(st *status) { st.Accelerator = accel })
 	if err := checkDisk(ctx, filepath.Join(s.dir, diskFile)); err != nil {
 		return err
 	}

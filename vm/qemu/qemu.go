@@ -65,9 +65,9 @@ func (b *Backend) binary() (string, error) {
 }
 
 // Accelerator returns "kvm" when KVM is usable, else "tcg". With Accel
-// "auto" it boots a one-sector probe under KVM and waits at most 3 s for its
-// output, because on nested hosts /dev/kvm exists but guests hang.
-func (b *Backend) Accelerator(ctx context.Context) (string, error) {
+// "auto" it boots kernel under KVM and waits at most 3 s for it to get
+// through its boot, because on nested hosts /dev/kvm exists but guests hang.
+func (b *Backend) Accelerator(ctx context.Context, kernel string) (string, error) {
 	accel := b.Accel
 	if accel == "" {
 		accel = os.Getenv("MACHINETOP_ACCEL")
@@ -83,7 +83,7 @@ func (b *Backend) Accelerator(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return probeAccel(ctx, bin, b.ProbeCacheDir), nil
+	return probeAccel(ctx, bin, kernel, b.ProbeCacheDir), nil
 }
 
 func (b *Backend) machineArgs(accel string) []string {
@@ -186,7 +186,7 @@ func (b *Backend) Start(ctx context.Context, spec *vm.Spec) (vm.Instance, error)
 	if err != nil {
 		return nil, err
 	}
-	accel, err := b.Accelerator(ctx)
+	accel, err := b.Accelerator(ctx, spec.Kernel)
 	if err != nil {
 		return nil, err
 	}

@@ -43,7 +43,7 @@ func (b *Backend) Name() string { return "vz" }
 // older than MinMacOS or the host has no hypervisor support
 // (sysctl kern.hv_support, for example inside a VM without nested
 // virtualization).
-func (b *Backend) Accelerator(ctx context.Context) (string, error) {
+func (b *Backend) Accelerator(ctx context.Context, kernel string) (string, error) {
 	if err := checkHost(); err != nil {
 		return "", err
 	}
