@@ -36,7 +36,7 @@ build:
 
 # A Debian bookworm image with systemd, made offline with debootstrap.
 image: deps build
-	@if ! $(BIN)/machinetop image ls -q | grep -qx '$(IMAGE)'; then \
+	@if ! $(BIN)/machinetop image ls | awk 'NR > 1 { print $$1 ":" $$2 }' | grep -qx '$(IMAGE)'; then \
 	  tmp=$$(mktemp -d); \
 	  $(SUDO) tests/mkimage.sh debian $$tmp/rootfs.tar --ssh && \
 	  $(BIN)/machinetop image import $$tmp/rootfs.tar $(IMAGE); \

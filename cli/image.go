@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -150,7 +151,8 @@ func relativeTime(t, now time.Time) string {
 }
 
 func newImageRemoveCmd() *cobra.Command {
-	return &cobra.Command{
+	var force bool
+	c := &cobra.Command{
 		Use:     "rm REF...",
 		Aliases: []string{"delete"},
 		Short:   "Remove images by NAME[:TAG] or digest prefix",
@@ -162,9 +164,20 @@ func newImageRemoveCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			m, err := newManager()
+			if err != nil {
+				return err
+			}
 			// Carry on past a bad REF so one typo does not block the rest.
 			var errs []error
 			for _, ref := range args {
+				if img, _, err := st.Resolve(ref); err == nil && !force {
+					used, err := m.MachinesUsingImage(img.Digest.String(), img.Ref())
+					if err == nil && len(used) > 0 {
+						errs = append(errs, fmt.Errorf("image %s is used by %s: delete those machines first, or pass --force (the machines keep running from their own disks)", ref, strings.Join(used, ", ")))
+						continue
+					}
+				}
 				if err := st.Remove(ref); err != nil {
 					errs = append(errs, err)
 					continue
@@ -174,4 +187,6 @@ func newImageRemoveCmd() *cobra.Command {
 			return errors.Join(errs...)
 		},
 	}
+	c.Flags().BoolVarP(&force, "force", "f", false, "remove even when machines were created from the image")
+	return c
 }

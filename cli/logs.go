@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"io"
 	"os"
+	"strings"
 	"time"
 
+	"github.com/charmbracelet/x/ansi"
 	"github.com/spf13/cobra"
 )
 
@@ -59,15 +61,30 @@ func showLog(cmd *cobra.Command, path string, n int, follow bool) error {
 	if n >= 0 {
 		data = lastN(data, n)
 	}
-	out.Write(data)
 	if !follow {
+		text := plainText(data)
+		if len(text) > 0 && text[len(text)-1] != '\n' {
+			text = append(text, '\n') // e.g. a login prompt
+		}
+		out.Write(text)
 		return nil
 	}
+	// Only whole lines are printed, so an escape sequence split across two
+	// reads is still removed.
+	pending := data
+	flush := func() {
+		if i := bytes.LastIndexByte(pending, '\n'); i >= 0 {
+			out.Write(plainText(pending[:i+1]))
+			pending = append([]byte(nil), pending[i+1:]...)
+		}
+	}
+	flush()
 	buf := make([]byte, 64<<10)
 	for {
 		k, err := f.Read(buf)
 		if k > 0 {
-			out.Write(buf[:k])
+			pending = append(pending, buf[:k]...)
+			flush()
 			continue
 		}
 		if err != nil && err != io.EOF {
@@ -79,6 +96,13 @@ func showLog(cmd *cobra.Command, path string, n int, follow bool) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// plainText removes terminal control sequences (the firmware and the
+// guest clear the screen and turn line wrapping off on the serial console)
+// and carriage returns, which would otherwise act on the user's terminal.
+func plainText(b []byte) []byte {
+	return []byte(strings.ReplaceAll(ansi.Strip(string(b)), "\r", ""))
 }
 
 // lastN returns the last n lines of data.

@@ -48,7 +48,7 @@ func newCreateCmd() *cobra.Command {
 			o.Image = args[0]
 			var err error
 			if memory != "" {
-				if o.MemoryBytes, err = vm.ParseSize(memory); err != nil {
+				if o.MemoryBytes, err = vm.ParseMemory(memory); err != nil {
 					return fmt.Errorf("--memory: %w", err)
 				}
 			}

@@ -99,6 +99,20 @@ func ParseSize(s string) (uint64, error) {
 	return v, nil
 }
 
+// ParseMemory parses a memory size like ParseSize, but refuses values
+// under 1 MiB with a hint, since "4096" there is almost always meant as
+// MiB, not bytes.
+func ParseMemory(s string) (uint64, error) {
+	b, err := ParseSize(s)
+	if err != nil {
+		return 0, err
+	}
+	if b < MiB {
+		return 0, fmt.Errorf("%q is %d bytes; add a unit, e.g. %sM or %sG", s, b, strings.TrimSpace(s), strings.TrimSpace(s))
+	}
+	return b, nil
+}
+
 // FormatSize renders bytes the way `machine ls` shows them: 16G, 1.5G, 75M,
 // 512K, 0B (one decimal below 10, binary units).
 func FormatSize(b uint64) string {

@@ -58,3 +58,12 @@ func TestParseAndFormatSize(t *testing.T) {
 		}
 	}
 }
+
+func TestParseMemoryWantsAUnit(t *testing.T) {
+	if _, err := ParseMemory("100"); err == nil || !strings.Contains(err.Error(), "100M") {
+		t.Fatalf("ParseMemory(\"100\") = %v, want a hint to write 100M", err)
+	}
+	if b, err := ParseMemory("2G"); err != nil || b != 2*GiB {
+		t.Fatalf("ParseMemory(2G) = %d, %v", b, err)
+	}
+}

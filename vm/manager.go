@@ -584,7 +584,7 @@ func (m *Manager) Set(name string, kv map[string]string) error {
 			}
 			cfg.CPUs = n
 		case "memory":
-			b, err := ParseSize(v)
+			b, err := ParseMemory(v)
 			if err != nil {
 				return fmt.Errorf("memory=%s: %v", v, err)
 			}
@@ -685,4 +685,25 @@ func loginShell(name string) string {
 		return s
 	}
 	return "/bin/sh"
+}
+
+// MachinesUsingImage returns the names of the machines created from the
+// image with manifest digest digest (e.g. "sha256:…") or from reference
+// ref (name:tag), sorted; ref may be "".
+func (m *Manager) MachinesUsingImage(digest, ref string) ([]string, error) {
+	names, err := m.Names()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, n := range names {
+		cfg, err := m.Config(n)
+		if err != nil {
+			continue // deleted meanwhile
+		}
+		if cfg.ImageDigest == digest || (ref != "" && cfg.Image == ref) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
 }
