@@ -201,35 +201,35 @@ func openDecompressed(p string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	magic := make([]byte, 6)
-	n, _ := io.ReadFull(f, magic)
-	magic = magic[:n]
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		f.Close()
-		return nil, err
-	}
-	var r io.Reader
-	switch {
-	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
-		r, err = gzip.NewReader(bufio.NewReader(f))
-	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		var d *zstd.Decoder
-		d, err = zstd.NewReader(bufio.NewReader(f))
-		if err == nil {
-			return readCloser{d.IOReadCloser(), f}, nil
-		}
-	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}):
-		r, err = xz.NewReader(bufio.NewReader(f))
-	case bytes.HasPrefix(magic, []byte("BZh")):
-		r = bzip2.NewReader(bufio.NewReader(f))
-	default:
-		return f, nil
-	}
+	r, err := Decompress(bufio.NewReaderSize(f, 64<<10))
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("bad compressed stream: %w", err)
 	}
 	return readCloser{r, f}, nil
+}
+
+// Decompress returns a reader of br's content decompressed when it starts
+// with the magic number of gzip (RFC 1952), zstd (RFC 8878), xz or bzip2,
+// and br itself otherwise. It returns the decompressor's error for a
+// damaged header.
+func Decompress(br *bufio.Reader) (io.Reader, error) {
+	magic, _ := br.Peek(6)
+	switch {
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+		return gzip.NewReader(br)
+	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		d, err := zstd.NewReader(br)
+		if err != nil {
+			return nil, err
+		}
+		return d.IOReadCloser(), nil
+	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}):
+		return xz.NewReader(br)
+	case bytes.HasPrefix(magic, []byte("BZh")):
+		return bzip2.NewReader(br), nil
+	}
+	return br, nil
 }
 
 // readCloser reads from a decompressor and closes it and the file below.

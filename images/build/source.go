@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
-	"compress/bzip2"
 	"context"
 	"errors"
 	"fmt"
@@ -18,11 +17,8 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
-	"github.com/ulikunitz/xz"
 
 	"github.com/machinetop/machinetop/images"
 )
@@ -267,22 +263,7 @@ func openArchive(open func() (io.ReadCloser, error)) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	br := bufio.NewReaderSize(rc, 64<<10)
-	magic, _ := br.Peek(6)
-	var r io.Reader = br
-	switch {
-	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
-		r, err = gzip.NewReader(br)
-	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		var d *zstd.Decoder
-		if d, err = zstd.NewReader(br); err == nil {
-			r = d.IOReadCloser()
-		}
-	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}):
-		r, err = xz.NewReader(br)
-	case bytes.HasPrefix(magic, []byte("BZh")):
-		r = bzip2.NewReader(br)
-	}
+	r, err := images.Decompress(bufio.NewReaderSize(rc, 64<<10))
 	if err != nil {
 		rc.Close()
 		return nil, nil // not an archive after all: copy it as a file
