@@ -34,6 +34,7 @@ type status struct {
 	Started     time.Time `json:"started"`
 	IP          string    `json:"ip,omitempty"`
 	Accelerator string    `json:"accelerator,omitempty"`
+	Kernel      string    `json:"kernel,omitempty"` // release booted, e.g. 6.1.0-57-cloud-amd64
 	Backend     string    `json:"backend,omitempty"`
 	AgentReady  bool      `json:"agentReady"`
 	Error       string    `json:"error,omitempty"` // why a start failed

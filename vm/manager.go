@@ -71,6 +71,9 @@ type Machine struct {
 	Started time.Time `json:"startedDate,omitzero"`
 	// Accelerator is "kvm" or "tcg" (QEMU) while running.
 	Accelerator string `json:"accelerator,omitempty"`
+	// KernelRelease is the guest kernel's release (uname -r) while
+	// running, e.g. "6.1.0-57-cloud-amd64".
+	KernelRelease string `json:"kernelRelease,omitempty"`
 	// Dir is the machine's directory on the host.
 	Dir string `json:"dir"`
 	// VMPID is the host PID of the VM process (QEMU) while running, else 0
@@ -550,6 +553,7 @@ func (m *Manager) Get(ctx context.Context, name string) (*Machine, error) {
 		mc.IP = st.IP
 		mc.Started = st.Started
 		mc.Accelerator = st.Accelerator
+		mc.KernelRelease = st.Kernel
 		mc.VMPID, mc.SupervisorPID = st.VMPID, st.PID
 		mc.SSHPort, mc.ActiveMounts, mc.Guest = st.SSHPort, st.Mounts, st.Guest
 	} else if m.orphanRunning(cfg) {

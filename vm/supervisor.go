@@ -198,7 +198,7 @@ func (s *supervisor) boot(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.setStatus(func(st *status) { st.Accelerator = accel })
+	s.setStatus(func(st *status) { st.Accelerator, st.Kernel = accel, k.KernelRelease })
 	if err := checkDisk(ctx, filepath.Join(s.dir, diskFile)); err != nil {
 		return err
 	}

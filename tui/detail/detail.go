@@ -6,6 +6,8 @@
 package detail
 
 import (
+	"github.com/machinetop/machinetop/vm"
+
 	"fmt"
 	"os"
 	"strings"
@@ -358,7 +360,7 @@ func Infos(r source.Row) [][2]string {
 		{"CPUs", fmt.Sprint(r.CPUs)}, {"Memory", common.FormatBytes(r.MemoryBytes)},
 		{"Disk", common.FormatBytes(r.DiskBytes) + " (" + common.FormatBytes(r.DiskAllocated) + " allocated on the host)"},
 		{"IP", dash(r.IP)}, {"Accelerator", strings.ToUpper(dash(r.Accelerator))},
-		{"VM process", dash(pid(r.VMPID))}, {"Kernel", dash(r.Kernel)}, {"Directory", r.Dir},
+		{"VM process", dash(pid(r.VMPID))}, {"Kernel", kernelText(r.Machine)}, {"Directory", r.Dir},
 	}
 	if mt := r.Metrics; mt != nil {
 		v = append(v, [2]string{"Load", fmt.Sprintf("%.2f %.2f %.2f", mt.Load[0], mt.Load[1], mt.Load[2])},
@@ -381,4 +383,16 @@ func pid(p int) string {
 		return ""
 	}
 	return fmt.Sprint(p)
+}
+
+// kernelText is the running kernel's release, else the configured kernel
+// file, else "default".
+func kernelText(m vm.Machine) string {
+	switch {
+	case m.KernelRelease != "":
+		return m.KernelRelease
+	case m.Kernel != "":
+		return m.Kernel
+	}
+	return "default"
 }
