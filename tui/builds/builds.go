@@ -173,8 +173,6 @@ func (m *Model) step(e progress.Event) *Step {
 	return &m.steps[len(m.steps)-1]
 }
 
-func status(s common.StatusMsg) tea.Cmd { return func() tea.Msg { return s } }
-
 // Update handles a message.
 func (m *Model) Update(msg tea.Msg) tea.Cmd {
 	k := m.ctx.Keys
@@ -198,9 +196,9 @@ func (m *Model) Update(msg tea.Msg) tea.Cmd {
 		return m.follow(m.gen, followEvery)
 	case BuildDoneMsg:
 		if msg.Err != nil {
-			return status(common.StatusMsg{Err: fmt.Errorf("build %s: %w", msg.Tag, msg.Err)})
+			return common.Status(common.StatusMsg{Err: fmt.Errorf("build %s: %w", msg.Tag, msg.Err)})
 		}
-		return status(common.Statusf("build %s finished", msg.Tag))
+		return common.Status(common.Statusf("build %s finished", msg.Tag))
 	case tea.KeyPressMsg:
 		if m.form != nil {
 			res, cmd := m.form.Update(msg)
@@ -216,18 +214,13 @@ func (m *Model) Update(msg tea.Msg) tea.Cmd {
 		}
 		if !m.log.Searching() {
 			switch {
-			case key.Matches(msg, k.Up):
-				if m.cursor > 0 {
-					m.cursor--
-					return m.selectJob(m.jobs[m.cursor].Job)
+			case key.Matches(msg, k.Up), key.Matches(msg, k.Down):
+				c, _ := common.MoveCursor(msg, k, m.cursor, len(m.jobs))
+				if c == m.cursor {
+					return nil
 				}
-				return nil
-			case key.Matches(msg, k.Down):
-				if m.cursor < len(m.jobs)-1 {
-					m.cursor++
-					return m.selectJob(m.jobs[m.cursor].Job)
-				}
-				return nil
+				m.cursor = c
+				return m.selectJob(m.jobs[m.cursor].Job)
 			case key.Matches(msg, k.NewBuild):
 				wd, _ := os.Getwd()
 				m.form = form.New("Start a build (runs `machinetop build`)",
@@ -263,7 +256,7 @@ func BuildArgs(dir, dockerfile, tag string) []string {
 
 func (m *Model) build(dir, dockerfile, tag string) tea.Cmd {
 	if dir == "" {
-		return status(common.StatusMsg{Err: fmt.Errorf("build: no context directory given")})
+		return common.Status(common.StatusMsg{Err: fmt.Errorf("build: no context directory given")})
 	}
 	exe := m.ctx.Src.Executable()
 	args := BuildArgs(dir, dockerfile, tag)
@@ -283,7 +276,7 @@ func (m *Model) build(dir, dockerfile, tag string) tea.Cmd {
 	// Jump to the new job once its journal appears.
 	m.job = ""
 	m.cursor = 0
-	return tea.Batch(run, status(common.Statusf("build %s started", tag)), m.list(m.gen, 500*time.Millisecond))
+	return tea.Batch(run, common.Status(common.Statusf("build %s started", tag)), m.list(m.gen, 500*time.Millisecond))
 }
 
 // Columns of the jobs table.

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 
 	"github.com/machinetop/machinetop/theme"
@@ -125,4 +127,24 @@ func PadLeft(s string, width int) string {
 		return ansi.Truncate(s, width, "…")
 	}
 	return strings.Repeat(" ", width-w) + s
+}
+
+// Status returns a command that sets the status line to s.
+func Status(s StatusMsg) tea.Cmd { return func() tea.Msg { return s } }
+
+// MoveCursor applies the list movement keys (up, down, top, bottom) of km
+// to cursor in a list of n rows. It returns the new cursor and whether msg
+// was one of those keys.
+func MoveCursor(msg tea.KeyPressMsg, km *keys.Map, cursor, n int) (int, bool) {
+	switch {
+	case key.Matches(msg, km.Up):
+		return max(cursor-1, 0), true
+	case key.Matches(msg, km.Down):
+		return min(cursor+1, max(n-1, 0)), true
+	case key.Matches(msg, km.Top):
+		return 0, true
+	case key.Matches(msg, km.Bottom):
+		return max(n-1, 0), true
+	}
+	return cursor, false
 }

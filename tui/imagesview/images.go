@@ -96,8 +96,6 @@ func (m *Model) selected() (images.Image, bool) {
 	return images.Image{}, false
 }
 
-func status(s common.StatusMsg) tea.Cmd { return func() tea.Msg { return s } }
-
 // Update handles a message.
 func (m *Model) Update(msg tea.Msg) tea.Cmd {
 	k := m.ctx.Keys
@@ -109,9 +107,9 @@ func (m *Model) Update(msg tea.Msg) tea.Cmd {
 		m.cursor = min(m.cursor, max(len(m.imgs)-1, 0))
 	case removedMsg:
 		if msg.Err != nil {
-			return status(common.StatusMsg{Err: fmt.Errorf("delete image %s: %w", msg.Ref, msg.Err)})
+			return common.Status(common.StatusMsg{Err: fmt.Errorf("delete image %s: %w", msg.Ref, msg.Err)})
 		}
-		return tea.Batch(m.Load(), status(common.Statusf("deleted image %s", msg.Ref)))
+		return tea.Batch(m.Load(), common.Status(common.Statusf("deleted image %s", msg.Ref)))
 	case PullEventMsg:
 		if msg.Ev.Kind == progress.KindBytes {
 			if _, ok := m.layers[msg.Ev.Layer]; !ok {
@@ -123,9 +121,9 @@ func (m *Model) Update(msg tea.Msg) tea.Cmd {
 	case PullDoneMsg:
 		m.pulling = ""
 		if msg.Err != nil {
-			return status(common.StatusMsg{Err: fmt.Errorf("pull %s: %w", msg.Ref, msg.Err)})
+			return common.Status(common.StatusMsg{Err: fmt.Errorf("pull %s: %w", msg.Ref, msg.Err)})
 		}
-		return tea.Batch(m.Load(), status(common.Statusf("pulled %s", msg.Ref)))
+		return tea.Batch(m.Load(), common.Status(common.Statusf("pulled %s", msg.Ref)))
 	case tea.KeyPressMsg:
 		if m.form != nil {
 			res, cmd := m.form.Update(msg)
@@ -143,23 +141,19 @@ func (m *Model) Update(msg tea.Msg) tea.Cmd {
 			ref := m.confirm
 			m.confirm = ""
 			if msg.String() != "y" && msg.String() != "Y" {
-				return status(common.Statusf("delete image %s: cancelled", ref))
+				return common.Status(common.Statusf("delete image %s: cancelled", ref))
 			}
 			src := m.ctx.Src
 			return func() tea.Msg { return removedMsg{Ref: ref, Err: src.RemoveImage(ref)} }
 		}
+		if c, ok := common.MoveCursor(msg, k, m.cursor, len(m.imgs)); ok {
+			m.cursor = c
+			return nil
+		}
 		switch {
-		case key.Matches(msg, k.Up):
-			m.cursor = max(m.cursor-1, 0)
-		case key.Matches(msg, k.Down):
-			m.cursor = min(m.cursor+1, max(len(m.imgs)-1, 0))
-		case key.Matches(msg, k.Top):
-			m.cursor = 0
-		case key.Matches(msg, k.Bottom):
-			m.cursor = max(len(m.imgs)-1, 0)
 		case key.Matches(msg, k.Pull):
 			if m.pulling != "" {
-				return status(common.StatusMsg{Err: fmt.Errorf("a pull of %s is running", m.pulling)})
+				return common.Status(common.StatusMsg{Err: fmt.Errorf("a pull of %s is running", m.pulling)})
 			}
 			m.form = form.New("Pull an image", form.Field{Label: "Reference", Placeholder: "e.g. debian:bookworm"})
 		case key.Matches(msg, k.RemoveImage):
@@ -168,7 +162,7 @@ func (m *Model) Update(msg tea.Msg) tea.Cmd {
 				return nil
 			}
 			if used := UsedBy(img, m.machines); len(used) > 0 {
-				return status(common.StatusMsg{Err: fmt.Errorf("image %s is used by %s: delete those machines first", img.Ref(), strings.Join(used, ", "))})
+				return common.Status(common.StatusMsg{Err: fmt.Errorf("image %s is used by %s: delete those machines first", img.Ref(), strings.Join(used, ", "))})
 			}
 			m.confirm = img.Ref()
 		}
@@ -183,7 +177,7 @@ func (m *Model) Update(msg tea.Msg) tea.Cmd {
 
 func (m *Model) pull(ref string) tea.Cmd {
 	if ref == "" {
-		return status(common.StatusMsg{Err: fmt.Errorf("pull: no reference given")})
+		return common.Status(common.StatusMsg{Err: fmt.Errorf("pull: no reference given")})
 	}
 	m.pulling, m.layers, m.order = ref, map[string][2]int64{}, nil
 	ch := make(chan progress.Event, 64)
@@ -195,7 +189,7 @@ func (m *Model) pull(ref string) tea.Cmd {
 		errc <- err
 		close(ch)
 	}()
-	return tea.Batch(status(common.Statusf("pulling %s…", ref)), m.nextEvent(ch))
+	return tea.Batch(common.Status(common.Statusf("pulling %s…", ref)), m.nextEvent(ch))
 }
 
 func (m *Model) nextEvent(ch <-chan progress.Event) tea.Cmd {

@@ -188,9 +188,9 @@ func (m *Model) Update(msg tea.Msg) tea.Cmd {
 		delete(m.busy, msg.Name)
 		refresh := func() tea.Msg { return common.RefreshMsg{} }
 		if msg.Err != nil {
-			return tea.Batch(refresh, status(common.StatusMsg{Err: fmt.Errorf("%s %s: %w", msg.Verb, msg.Name, msg.Err)}))
+			return tea.Batch(refresh, common.Status(common.StatusMsg{Err: fmt.Errorf("%s %s: %w", msg.Verb, msg.Name, msg.Err)}))
 		}
-		return tea.Batch(refresh, status(common.Statusf("%s %s: done in %s", msg.Verb, msg.Name, msg.Took.Round(100*time.Millisecond))))
+		return tea.Batch(refresh, common.Status(common.Statusf("%s %s: done in %s", msg.Verb, msg.Name, msg.Took.Round(100*time.Millisecond))))
 	case spinMsg:
 		m.spin++
 		if len(m.busy) == 0 {
@@ -214,8 +214,6 @@ func (m *Model) Update(msg tea.Msg) tea.Cmd {
 	return nil
 }
 
-func status(s common.StatusMsg) tea.Cmd { return func() tea.Msg { return s } }
-
 func spinCmd() tea.Cmd { return tea.Tick(spinEvery, func(time.Time) tea.Msg { return spinMsg{} }) }
 
 func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
@@ -238,7 +236,7 @@ func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 		if msg.String() == "y" || msg.String() == "Y" {
 			return m.act(name, "delete", "deleting", func(ctx context.Context) error { return m.ctx.Src.Delete(ctx, name) })
 		}
-		return status(common.Statusf("delete %s: cancelled", name))
+		return common.Status(common.Statusf("delete %s: cancelled", name))
 	}
 	if m.filtering {
 		switch msg.String() {
@@ -259,15 +257,21 @@ func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 		return cmd
 	}
 	sel := m.Selected()
+	if c, ok := common.MoveCursor(msg, k, m.cursor, len(m.rows)); ok {
+		m.cursor = c
+		return nil
+	}
+	for _, s := range []struct {
+		b   key.Binding
+		col string
+	}{{k.SortName, "name"}, {k.SortImage, "image"}, {k.SortCPUs, "cpus"}, {k.SortMem, "mem"},
+		{k.SortDisk, "disk"}, {k.SortState, "state"}, {k.SortUptime, "uptime"}} {
+		if key.Matches(msg, s.b) {
+			m.sortBy(s.col)
+			return nil
+		}
+	}
 	switch {
-	case key.Matches(msg, k.Up):
-		m.cursor = max(m.cursor-1, 0)
-	case key.Matches(msg, k.Down):
-		m.cursor = min(m.cursor+1, max(len(m.rows)-1, 0))
-	case key.Matches(msg, k.Top):
-		m.cursor = 0
-	case key.Matches(msg, k.Bottom):
-		m.cursor = max(len(m.rows)-1, 0)
 	case key.Matches(msg, k.Filter):
 		m.filtering = true
 		return m.filter.Focus()
@@ -276,20 +280,6 @@ func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 			m.filter.SetValue("")
 			m.apply(sel)
 		}
-	case key.Matches(msg, k.SortName):
-		m.sortBy("name")
-	case key.Matches(msg, k.SortImage):
-		m.sortBy("image")
-	case key.Matches(msg, k.SortCPUs):
-		m.sortBy("cpus")
-	case key.Matches(msg, k.SortMem):
-		m.sortBy("mem")
-	case key.Matches(msg, k.SortDisk):
-		m.sortBy("disk")
-	case key.Matches(msg, k.SortState):
-		m.sortBy("state")
-	case key.Matches(msg, k.SortUptime):
-		m.sortBy("uptime")
 	case key.Matches(msg, k.Create):
 		img := ""
 		if r, ok := m.Row(sel); ok {
@@ -315,7 +305,7 @@ func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 		return m.act(sel, "set-default", "", func(context.Context) error { return m.ctx.Src.SetDefault(sel) })
 	case key.Matches(msg, k.Delete):
 		if m.busy[sel] != "" {
-			return status(common.StatusMsg{Err: fmt.Errorf("%s is busy %s", sel, m.busy[sel])})
+			return common.Status(common.StatusMsg{Err: fmt.Errorf("%s is busy %s", sel, m.busy[sel])})
 		}
 		m.confirm = sel
 	}
@@ -326,7 +316,7 @@ func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 // progress (no spinner when progress is "").
 func (m *Model) act(name, verb, progress string, fn func(context.Context) error) tea.Cmd {
 	if b := m.busy[name]; b != "" {
-		return status(common.StatusMsg{Err: fmt.Errorf("%s is busy %s", name, b)})
+		return common.Status(common.StatusMsg{Err: fmt.Errorf("%s is busy %s", name, b)})
 	}
 	run := func() tea.Msg {
 		start := time.Now()
@@ -339,7 +329,7 @@ func (m *Model) act(name, verb, progress string, fn func(context.Context) error)
 	m.busy[name] = progress
 	// In sequence, so a quick failure is not overwritten by the progress
 	// message.
-	cmds := []tea.Cmd{tea.Sequence(status(common.Statusf("%s %s…", progress, name)), run)}
+	cmds := []tea.Cmd{tea.Sequence(common.Status(common.Statusf("%s %s…", progress, name)), run)}
 	if !m.spinOn {
 		m.spinOn = true
 		cmds = append(cmds, spinCmd())
@@ -352,19 +342,19 @@ func (m *Model) create(v []string) tea.Cmd {
 	if v[2] != "" {
 		n, err := strconv.Atoi(v[2])
 		if err != nil {
-			return status(common.StatusMsg{Err: fmt.Errorf("create: CPUs %q is not a whole number", v[2])})
+			return common.Status(common.StatusMsg{Err: fmt.Errorf("create: CPUs %q is not a whole number", v[2])})
 		}
 		opts.CPUs = n
 	}
 	if v[3] != "" {
 		b, err := vm.ParseSize(v[3])
 		if err != nil {
-			return status(common.StatusMsg{Err: fmt.Errorf("create: memory %q: %v", v[3], err)})
+			return common.Status(common.StatusMsg{Err: fmt.Errorf("create: memory %q: %v", v[3], err)})
 		}
 		opts.MemoryBytes = b
 	}
 	if opts.Image == "" {
-		return status(common.StatusMsg{Err: fmt.Errorf("create: no image given")})
+		return common.Status(common.StatusMsg{Err: fmt.Errorf("create: no image given")})
 	}
 	label := opts.Name
 	if label == "" {
