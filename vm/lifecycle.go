@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -16,6 +15,8 @@ import (
 	"github.com/gofrs/flock"
 
 	"github.com/machinetop/machinetop/guest/client"
+	"github.com/machinetop/machinetop/vm/control"
+	"github.com/machinetop/machinetop/vm/layout"
 )
 
 // SuperviseCommand is the hidden subcommand that runs a supervisor:
@@ -26,21 +27,29 @@ const SuperviseCommand = "__supervise"
 // whole image before the agent answers.
 const DefaultStartTimeout = 10 * time.Minute
 
+// DefaultStopTimeout is how long Stop waits for the guest to power off
+// before it kills the VM: 10 s, as Apple's container machine.
+const DefaultStopTimeout = 10 * time.Second
+
+// run returns cfg's runtime directory.
+func (m *Manager) run(cfg *Config) (layout.Run, error) { return layout.RunFor(cfg.ID) }
+
+// orphanRunning reports whether cfg's VM runs without a supervisor (only
+// backends whose VMs outlive their supervisor have such VMs).
 func (m *Manager) orphanRunning(cfg *Config) bool {
-	ad, ok := m.Backend.(Adopter)
-	if !ok {
+	if m.Backend == nil || !m.Backend.Features().Adopt {
 		return false
 	}
-	rd, err := m.runDir(cfg)
+	run, err := m.run(cfg)
 	if err != nil {
 		return false
 	}
-	return ad.Running(rd, cfg.Name)
+	return m.Backend.Running(run.Dir, cfg.Name)
 }
 
 // supervisorAlive reports whether a supervisor holds the machine's lock.
 func (m *Manager) supervisorAlive(name string) bool {
-	l := flock.New(filepath.Join(m.machineDir(name), superLockFile))
+	l := flock.New(m.Dir(name).SupervisorLock())
 	ok, err := l.TryLock()
 	if err != nil {
 		return false
@@ -52,51 +61,93 @@ func (m *Manager) supervisorAlive(name string) bool {
 	return true
 }
 
-// Start boots the machine if it is not running (or re-attaches a
-// supervisor to a VM whose supervisor died) and returns once the guest
-// agent answers. Errors name the cause and end with the last lines of the
-// supervisor log.
-func (m *Manager) Start(ctx context.Context, name string) error {
-	cfg, err := m.Config(name)
+// status asks the supervisor of cfg for its status; it fails with an
+// error wrapping ErrNotRunning when no supervisor runs.
+func (m *Manager) status(ctx context.Context, cfg *Config) (*control.Status, error) {
+	run, err := m.run(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := control.Call(ctx, run.Control(), control.Request{Op: control.OpStatus})
+	if err != nil {
+		return nil, err
+	}
+	if resp.Status == nil {
+		return nil, fmt.Errorf("supervisor of %s sent no status", cfg.Name)
+	}
+	return resp.Status, nil
+}
+
+// Start boots cfg's machine if it is not running (or re-attaches a
+// supervisor to a VM whose supervisor died) and returns once the guest
+// agent answers, as the supervisor reports it (no polling). A failed boot
+// gives an error wrapping ErrStartFailed that names the cause; a start
+// already in progress elsewhere is waited for and reported the same way.
+func (m *Manager) Start(ctx context.Context, cfg *Config) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultStartTimeout)
 		defer cancel()
 	}
-	var exited chan error
-	if !m.supervisorAlive(name) {
-		if exited, err = m.spawnSupervisor(cfg); err != nil {
+	run, err := m.run(cfg)
+	if err != nil {
+		return err
+	}
+	var exited <-chan error
+	if !m.supervisorAlive(cfg.Name) {
+		if exited, err = m.spawn(cfg); err != nil {
 			return err
 		}
 	}
 	for {
-		st, err := m.status(ctx, cfg)
-		if err == nil {
-			if st.AgentReady {
-				return nil
+		// The supervisor's socket appears once it has taken the machine;
+		// its watch stream then says when the agent is ready.
+		var result error
+		werr := control.Watch(ctx, run.Control(), func(st *control.Status) bool {
+			switch {
+			case st.AgentReady:
+				return false
+			case st.State == StateStopped && st.Error != "":
+				result = fmt.Errorf("starting %s: %w: %s", cfg.Name, ErrStartFailed, st.Error)
+				return false
+			case st.State == StateStopped || st.State == StateStopping:
+				result = fmt.Errorf("starting %s: %w: it is %s (stopped by another command?)", cfg.Name, ErrStartFailed, st.State)
+				return false
 			}
-			if st.State == StateStopped && st.Error != "" {
-				return fmt.Errorf("starting %s: %s", name, st.Error)
-			}
+			return true
+		})
+		if werr == nil {
+			return result
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("starting %s: %w; see `machinetop machine logs %s`", cfg.Name, ctx.Err(), cfg.Name)
 		}
 		select {
 		case err := <-exited:
-			return m.startFailure(name, err)
+			return m.startFailure(cfg.Name, err)
 		case <-ctx.Done():
-			return fmt.Errorf("starting %s: %w; see `machinetop machine logs %s`", name, ctx.Err(), name)
-		case <-time.After(30 * time.Millisecond):
+			return fmt.Errorf("starting %s: %w; see `machinetop machine logs %s`", cfg.Name, ctx.Err(), cfg.Name)
+		case <-time.After(10 * time.Millisecond):
+			// Not listening yet (just spawned), or it went away.
 		}
-		if exited == nil && !m.supervisorAlive(name) {
-			return m.startFailure(name, nil)
+		if exited == nil && !m.supervisorAlive(cfg.Name) {
+			if m.orphanRunning(cfg) {
+				if exited, err = m.spawn(cfg); err != nil {
+					return err
+				}
+				continue
+			}
+			return m.startFailure(cfg.Name, nil)
 		}
 	}
 }
 
+// startFailure explains a supervisor that exited during Start, with the
+// last error line of its log.
 func (m *Manager) startFailure(name string, err error) error {
-	msg := lastLines(m.SupervisorLog(name), "error: ")
+	msg := lastLineWith(m.SupervisorLog(name), "error: ")
 	if msg == "" {
 		msg = "the supervisor exited"
 		if err != nil {
@@ -104,12 +155,12 @@ func (m *Manager) startFailure(name string, err error) error {
 		}
 		msg += "; see " + m.SupervisorLog(name)
 	}
-	return fmt.Errorf("starting %s: %s", name, msg)
+	return fmt.Errorf("starting %s: %w: %s", name, ErrStartFailed, msg)
 }
 
-// lastLines returns the text after prefix on the last line of the file
+// lastLineWith returns the text after prefix on the last line of the file
 // that starts with it.
-func lastLines(path, prefix string) string {
+func lastLineWith(path, prefix string) string {
 	f, err := os.Open(path)
 	if err != nil {
 		return ""
@@ -126,10 +177,14 @@ func lastLines(path, prefix string) string {
 	return last
 }
 
-// spawnSupervisor starts `machinetop __supervise NAME` in a session of its
-// own, detached from the caller's terminal, logging to supervisor.log. The
-// channel receives the supervisor's exit while the caller lives.
-func (m *Manager) spawnSupervisor(cfg *Config) (chan error, error) {
+// spawn starts the supervisor of cfg with m.Spawn, or as `machinetop
+// __supervise NAME` in a session of its own, detached from the caller's
+// terminal, logging to supervisor.log. The channel receives the
+// supervisor's exit while the caller lives.
+func (m *Manager) spawn(cfg *Config) (<-chan error, error) {
+	if m.Spawn != nil {
+		return m.Spawn(cfg)
+	}
 	exe := m.Executable
 	if exe == "" {
 		var err error
@@ -144,7 +199,7 @@ func (m *Manager) spawnSupervisor(cfg *Config) (chan error, error) {
 	defer logf.Close()
 	fmt.Fprintf(logf, "--- %s supervisor starting\n", time.Now().Format(time.RFC3339))
 	cmd := exec.Command(exe, SuperviseCommand, cfg.Name)
-	cmd.Env = append(os.Environ(), "MACHINETOP_HOME="+m.DataDir)
+	cmd.Env = append(os.Environ(), "MACHINETOP_HOME="+m.Data.Root)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -156,81 +211,78 @@ func (m *Manager) spawnSupervisor(cfg *Config) (chan error, error) {
 	return ch, nil
 }
 
-// Stop powers the machine off: it asks the guest agent to shut down (ACPI
-// power-off if the agent does not answer), kills the VM after timeout, and
-// returns once the supervisor has released the machine. Stopping a stopped
-// machine is not an error.
-func (m *Manager) Stop(ctx context.Context, name string, timeout time.Duration) error {
-	cfg, err := m.Config(name)
-	if err != nil {
-		return err
-	}
-	if !m.supervisorAlive(name) {
+// Stop powers cfg's machine off: it asks the guest agent to shut down
+// (ACPI power-off if the agent does not answer), kills the VM after
+// timeout, and returns once the supervisor has released the machine.
+// Stopping a stopped machine is not an error; a stop already in progress
+// is waited for.
+func (m *Manager) Stop(ctx context.Context, cfg *Config, timeout time.Duration) error {
+	if !m.supervisorAlive(cfg.Name) {
 		if !m.orphanRunning(cfg) {
 			return nil
 		}
 		// A VM without a supervisor: attach one so the stop is clean.
-		if _, err := m.spawnSupervisor(cfg); err != nil {
+		if _, err := m.spawn(cfg); err != nil {
 			return err
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) {
-			if _, err := m.status(ctx, cfg); err == nil {
-				break
-			}
-			time.Sleep(30 * time.Millisecond)
-		}
+	}
+	run, err := m.run(cfg)
+	if err != nil {
+		return err
 	}
 	sctx, cancel := context.WithTimeout(ctx, timeout+30*time.Second)
 	defer cancel()
-	c, resp, err := m.dialControl(sctx, cfg, controlRequest{Op: "stop", TimeoutSec: timeout.Seconds()})
-	if err == nil {
-		c.Close()
-		if resp.Error != "" {
-			return fmt.Errorf("stopping %s: %s", name, resp.Error)
+	for {
+		_, err := control.Call(sctx, run.Control(), control.Request{Op: control.OpStop, Timeout: timeout})
+		if err == nil || !errors.Is(err, ErrNotRunning) {
+			if err != nil {
+				return fmt.Errorf("stopping %s: %w", cfg.Name, err)
+			}
+			break
 		}
-	} else if m.supervisorAlive(name) {
-		return fmt.Errorf("stopping %s: %w", name, err)
-	}
-	for m.supervisorAlive(name) {
+		// No socket: a supervisor just spawned, or one that is exiting.
+		if !m.supervisorAlive(cfg.Name) && !m.orphanRunning(cfg) {
+			return nil
+		}
 		select {
 		case <-sctx.Done():
-			return fmt.Errorf("stopping %s: the supervisor did not exit", name)
-		case <-time.After(20 * time.Millisecond):
+			return fmt.Errorf("stopping %s: the supervisor did not answer", cfg.Name)
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
+	// The VM is gone; the supervisor releases its lock as it exits.
+	l := flock.New(m.Dir(cfg.Name).SupervisorLock())
+	ok, err := l.TryLockContext(sctx, 10*time.Millisecond)
+	if !ok || err != nil {
+		return fmt.Errorf("stopping %s: the supervisor did not exit", cfg.Name)
+	}
+	l.Unlock()
 	return nil
 }
 
-// Restart stops the machine (if running) and starts it again; a restart
+// Restart stops cfg's machine (if running) and starts it again; a restart
 // returns to the host all memory the guest had touched.
-func (m *Manager) Restart(ctx context.Context, name string, timeout time.Duration) error {
-	if err := m.Stop(ctx, name, timeout); err != nil {
+func (m *Manager) Restart(ctx context.Context, cfg *Config, timeout time.Duration) error {
+	if err := m.Stop(ctx, cfg, timeout); err != nil {
 		return err
 	}
-	return m.Start(ctx, name)
+	return m.Start(ctx, cfg)
 }
 
-// Agent returns a client for the guest agent of a running machine; every
-// call goes through the machine's supervisor. Calls fail with a clear error
-// when the machine is stopped.
-func (m *Manager) Agent(name string) (*client.Client, error) {
-	cfg, err := m.Config(name)
-	if err != nil {
-		return nil, err
-	}
+// Agent returns a client for the guest agent of cfg's machine; every call
+// goes through the machine's supervisor. Calls to a stopped machine fail
+// with an error wrapping ErrNotRunning that says how to start it.
+func (m *Manager) Agent(cfg *Config) *client.Client {
+	name := cfg.Name
 	return client.New(func(ctx context.Context) (net.Conn, error) {
-		c, resp, err := m.dialControl(ctx, cfg, controlRequest{Op: "agent"})
+		run, err := m.run(cfg)
 		if err != nil {
-			if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
-				return nil, fmt.Errorf("machine %s is not running: start it with `machinetop machine start %s`", name, name)
-			}
 			return nil, err
 		}
-		if resp.Error != "" {
-			c.Close()
-			return nil, errors.New(resp.Error)
+		c, _, err := control.Dial(ctx, run.Control(), control.Request{Op: control.OpAgent})
+		if errors.Is(err, ErrNotRunning) {
+			return nil, fmt.Errorf("machine %s is not running: start it with `machinetop machine start %s`: %w", name, name, ErrNotRunning)
 		}
-		return c, nil
-	}), nil
+		return c, err
+	})
 }

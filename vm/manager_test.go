@@ -5,9 +5,12 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/machinetop/machinetop/vm/layout"
 )
 
 // tarImage is an ImageSource serving one flattened root filesystem tar
@@ -23,7 +26,7 @@ func (ti tarImage) Rootfs(ctx context.Context, ref string) (string, string, stri
 
 func newTestManager(t *testing.T) *Manager {
 	t.Helper()
-	if _, err := lookTool("mkfs.ext4"); err != nil {
+	if _, err := LookTool("mkfs.ext4"); err != nil {
 		t.Skip("mkfs.ext4 not installed (e2fsprogs)")
 	}
 	dir := t.TempDir()
@@ -38,7 +41,7 @@ func newTestManager(t *testing.T) *Manager {
 	tw.Write([]byte("test\n"))
 	tw.Close()
 	f.Close()
-	return &Manager{DataDir: filepath.Join(dir, "data"), Images: tarImage{"test:latest", tarPath}}
+	return &Manager{Data: layout.Data{Root: filepath.Join(dir, "data")}, Images: tarImage{"test:latest", tarPath}}
 }
 
 func TestCreateDefaultsAndList(t *testing.T) {
@@ -74,28 +77,34 @@ func TestCreateDefaultsAndList(t *testing.T) {
 		}
 	}
 	// The disk is a real, clean ext4 filesystem of the asked capacity.
-	fi, err := os.Stat(filepath.Join(ms[0].Dir, diskFile))
+	disk := m.Dir(ms[0].Name).Disk()
+	fi, err := os.Stat(disk)
 	if err != nil || uint64(fi.Size()) != ms[0].DiskBytes {
 		t.Fatalf("disk size %v, %v; want %d", fi.Size(), err, ms[0].DiskBytes)
 	}
-	if err := checkDisk(ctx, filepath.Join(ms[0].Dir, diskFile)); err != nil {
-		t.Fatal(err)
+	fsck, _ := LookTool("e2fsck")
+	if out, err := exec.Command(fsck, "-fn", disk).CombinedOutput(); err != nil {
+		t.Fatalf("e2fsck -fn %s: %v\n%s", disk, err, out)
 	}
 
-	if err := m.SetDefault("second"); err != nil {
+	second, err := m.Load("second")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err := m.Resolve(""); err != nil || n != "second" {
-		t.Fatalf("Resolve(\"\") = %q, %v", n, err)
+	if err := m.SetDefault(second); err != nil {
+		t.Fatal(err)
 	}
-	wasDefault, err := m.Delete(ctx, "second")
+	if c, err := m.Resolve(""); err != nil || c.Name != "second" {
+		t.Fatalf("Resolve(\"\") = %v, %v", c, err)
+	}
+	wasDefault, err := m.Delete(ctx, second)
 	if err != nil || !wasDefault {
 		t.Fatalf("Delete = %v, %v; want the default cleared", wasDefault, err)
 	}
 	if _, err := m.Resolve(""); err == nil {
 		t.Fatal("Resolve(\"\") after deleting the default: want an error")
 	}
-	if _, err := m.Config("second"); !errors.Is(err, ErrNotFound) {
+	if _, err := m.Load("second"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Config after delete: %v, want ErrNotFound", err)
 	}
 }
@@ -118,14 +127,14 @@ func TestCreateRefusesBadInputAndLeavesNothing(t *testing.T) {
 			t.Errorf("Create(%+v) succeeded, want an error", o)
 		}
 	}
-	ents, _ := os.ReadDir(filepath.Join(m.DataDir, "machines"))
+	ents, _ := os.ReadDir(m.Data.Machines())
 	for _, e := range ents {
 		if e.Name() != ".lock" {
 			t.Errorf("left behind: %s", e.Name())
 		}
 	}
-	if err := m.Set("nosuch", map[string]string{"cpus": "1"}); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Set on a missing machine: %v", err)
+	if _, err := m.Load("nosuch"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Load of a missing machine: %v", err)
 	}
 }
 
@@ -155,22 +164,23 @@ func TestConcurrentCreateOneWins(t *testing.T) {
 
 func TestSetValidates(t *testing.T) {
 	m := newTestManager(t)
-	if _, err := m.Create(context.Background(), CreateOptions{Image: "test:latest", Name: "s", CPUs: 1, MemoryBytes: GiB}); err != nil {
+	cfg, err := m.Create(context.Background(), CreateOptions{Image: "test:latest", Name: "s", CPUs: 1, MemoryBytes: GiB})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Set("s", map[string]string{"memory": "2G", "cpus": "1"}); err != nil {
+	if err := m.Set(cfg, map[string]string{"memory": "2G", "cpus": "1"}); err != nil {
 		t.Fatal(err)
 	}
-	cfg, _ := m.Config("s")
+	cfg, _ = m.Load("s")
 	if cfg.MemoryBytes != 2*GiB {
 		t.Fatalf("memory after set: %d", cfg.MemoryBytes)
 	}
-	for _, kv := range []map[string]string{{"cpus": "many"}, {"memory": "lots"}, {"color": "blue"}, {"cpus": "0"}} {
-		if err := m.Set("s", kv); err == nil {
+	for _, kv := range []map[string]string{{"cpus": "many"}, {"memory": "lots"}, {"color": "blue"}, {"cpus": "0"}, {"kernel": "does/not/exist"}} {
+		if err := m.Set(cfg, kv); err == nil {
 			t.Errorf("Set(%v) succeeded, want an error", kv)
 		}
 	}
-	if cfg2, _ := m.Config("s"); cfg2.MemoryBytes != 2*GiB || cfg2.CPUs != 1 {
+	if cfg2, _ := m.Load("s"); cfg2.MemoryBytes != 2*GiB || cfg2.CPUs != 1 {
 		t.Fatalf("a refused set changed the config: %+v", cfg2)
 	}
 }

@@ -7,17 +7,15 @@ import (
 )
 
 // SSHConfig returns an OpenSSH client configuration block (ssh_config(5))
-// for the running machine name: Host <name>, 127.0.0.1, the forwarded port,
+// for cfg's running machine: Host <name>, 127.0.0.1, the forwarded port,
 // the mapped user and machinetop's key (see SSHKey). Host keys are not
 // recorded: a machine's SSH port is reachable only from this host's
 // loopback interface. It returns an error saying what to do when the
 // machine is stopped, its backend does not forward SSH, or its image has
 // no SSH server.
-func (m *Manager) SSHConfig(ctx context.Context, name string) (string, error) {
-	mc, err := m.Get(ctx, name)
-	if err != nil {
-		return "", err
-	}
+func (m *Manager) SSHConfig(ctx context.Context, cfg *Config) (string, error) {
+	mc := m.Get(ctx, cfg)
+	name := cfg.Name
 	if mc.Guest != nil && !mc.Guest.SSHD {
 		return "", fmt.Errorf("the image of %s has no SSH server: install one in the machine, e.g. `machinetop machine run -n %s --root -- apt-get install -y openssh-server` (or build the image with it), then run ssh-config again", name, name)
 	}
@@ -25,7 +23,7 @@ func (m *Manager) SSHConfig(ctx context.Context, name string) (string, error) {
 		return "", fmt.Errorf("machine %s is %s; its SSH port is chosen at boot: start it with `machinetop machine start %s`", name, mc.State, name)
 	}
 	if mc.SSHPort == 0 {
-		return "", fmt.Errorf("machine %s has no forwarded SSH port: this backend (%s) does not forward SSH yet; use `machinetop machine run -n %s`", name, m.Backend.Name(), name)
+		return "", fmt.Errorf("machine %s has no forwarded SSH port: this backend does not forward SSH yet; use `machinetop machine run -n %s`", name, name)
 	}
 	key, _, err := m.SSHKey()
 	if err != nil {

@@ -14,18 +14,14 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// SSHKeyFile is the private key machinetop logs into machines with, in
-// the data directory: an ed25519 key in OpenSSH's format, mode 0600, made
-// on first use. Its public half is authorized in every machine of the
-// data directory at boot.
-const SSHKeyFile = "ssh/id_ed25519"
-
-// SSHKey returns the path of the user's machinetop SSH private key and
+// SSHKey returns the path of the user's machinetop SSH private key
+// (layout.Data.SSHKey: ed25519, OpenSSH format, mode 0600, made on first
+// use; its public half is authorized in every machine at boot) and
 // its public key as an authorized_keys line (sshd(8), "AUTHORIZED_KEYS FILE
 // FORMAT"), creating the key when it does not exist. Concurrent callers
 // end up with the same key.
 func (m *Manager) SSHKey() (path, authorized string, err error) {
-	path = filepath.Join(m.DataDir, SSHKeyFile)
+	path = m.Data.SSHKey()
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err := createSSHKey(path); err != nil {

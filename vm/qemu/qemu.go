@@ -25,7 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/machinetop/machinetop/guest/proto"
-	"github.com/machinetop/machinetop/vm"
+	"github.com/machinetop/machinetop/vm/driver"
 )
 
 // Backend runs machines under qemu-system-<arch>.
@@ -41,10 +41,27 @@ type Backend struct {
 	ProbeCacheDir string
 }
 
-var (
-	_ vm.Backend = (*Backend)(nil)
-	_ vm.Adopter = (*Backend)(nil)
-)
+var _ driver.Backend = (*Backend)(nil)
+
+// GuestNet is the guest's address on QEMU's user-mode network (slirp's
+// fixed 10.0.2.0/24: the guest is .15, the gateway .2, DNS .3).
+const GuestNet = "10.0.2.15/24,10.0.2.2,10.0.2.3"
+
+// Features describes the QEMU backend: shares over ShareFS(), SSH
+// forwarded by user-mode networking's hostfwd, VMs that outlive their
+// supervisor, free page reporting and a balloon, virtio-serial for the
+// agent, guests of the host's architecture, a fixed guest address.
+func (b *Backend) Features() driver.Features {
+	return driver.Features{
+		ShareFS:           b.ShareFS(),
+		SSHForward:        true,
+		Adopt:             true,
+		FreePageReporting: true,
+		Balloon:           true,
+		Archs:             []string{runtime.GOARCH},
+		GuestNet:          GuestNet,
+	}
+}
 
 // Name returns "qemu".
 func (b *Backend) Name() string { return "qemu" }
@@ -118,8 +135,8 @@ const (
 
 // Args returns the QEMU command line (without the binary) for spec with
 // the given accelerator. It is exported for the benchmark and tests.
-func (b *Backend) Args(spec *vm.Spec, accel string) []string {
-	mib := spec.MemoryBytes / vm.MiB
+func (b *Backend) Args(spec *driver.Spec, accel string) []string {
+	memMiB := spec.MemoryBytes >> 20
 	args := []string{
 		"-name", "machinetop-" + spec.Name,
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
@@ -128,7 +145,7 @@ func (b *Backend) Args(spec *vm.Spec, accel string) []string {
 	args = append(args, b.machineArgs(accel)...)
 	args = append(args,
 		"-smp", strconv.Itoa(spec.CPUs),
-		"-m", fmt.Sprintf("%dM", mib),
+		"-m", fmt.Sprintf("%dM", memMiB),
 		"-kernel", spec.Kernel,
 		"-initrd", spec.Initramfs,
 		"-append", "console="+consoleDevice()+" "+spec.Cmdline,
@@ -162,7 +179,7 @@ func (b *Backend) Args(spec *vm.Spec, accel string) []string {
 
 // netdev is QEMU user-mode networking, with the SSH port forwarded from
 // the host's loopback interface only.
-func netdev(spec *vm.Spec) string {
+func netdev(spec *driver.Spec) string {
 	n := "user,id=net0"
 	if spec.SSHPort > 0 {
 		n += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:22", spec.SSHPort)
@@ -181,7 +198,7 @@ func accelOpt(accel string) string {
 // Start launches QEMU for spec in its own session, so that signals to the
 // caller's terminal or process group do not reach it, and returns once the
 // QMP socket answers (at most 10 s).
-func (b *Backend) Start(ctx context.Context, spec *vm.Spec) (vm.Instance, error) {
+func (b *Backend) Start(ctx context.Context, spec *driver.Spec) (driver.Instance, error) {
 	bin, err := b.binary()
 	if err != nil {
 		return nil, err
@@ -235,7 +252,7 @@ func (b *Backend) Start(ctx context.Context, spec *vm.Spec) (vm.Instance, error)
 // Adopt attaches to a QEMU process that an earlier supervisor started for
 // the same RunDir and that outlived it. It returns an error when the pid
 // file names no live QEMU of this machine.
-func (b *Backend) Adopt(ctx context.Context, spec *vm.Spec) (vm.Instance, error) {
+func (b *Backend) Adopt(ctx context.Context, spec *driver.Spec) (driver.Instance, error) {
 	pid, ok := RunningPID(spec.RunDir, spec.Name)
 	if !ok {
 		return nil, fmt.Errorf("no running QEMU for %s", spec.Name)
@@ -341,10 +358,6 @@ func (i *instance) RequestStop(ctx context.Context) error {
 	return i.qmp(`{"execute":"system_powerdown"}`)
 }
 
-func (i *instance) SetBalloon(ctx context.Context, bytes uint64) error {
-	return i.qmp(fmt.Sprintf(`{"execute":"balloon","arguments":{"value":%d}}`, bytes))
-}
-
 func (i *instance) Kill() error {
 	err := syscall.Kill(i.pid, syscall.SIGKILL)
 	if errors.Is(err, syscall.ESRCH) {
@@ -359,7 +372,7 @@ func (i *instance) Wait() error {
 }
 
 // Running reports whether a QEMU started for machine name with run
-// directory runDir is alive (vm.Adopter).
+// directory runDir is alive (driver.Backend).
 func (b *Backend) Running(runDir, name string) bool {
 	_, ok := RunningPID(runDir, name)
 	return ok

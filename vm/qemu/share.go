@@ -15,37 +15,27 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/machinetop/machinetop/guest/proto"
-	"github.com/machinetop/machinetop/vm"
+	"github.com/machinetop/machinetop/vm/driver"
 )
 
 // VirtiofsdPath is where Debian's QEMU package installs the C virtiofsd.
 const VirtiofsdPath = "/usr/lib/qemu/virtiofsd"
-
-var (
-	_ vm.ShareFS      = (*Backend)(nil)
-	_ vm.SSHForwarder = (*Backend)(nil)
-)
 
 // ShareFS returns "virtiofs" when this process runs as root and
 // VirtiofsdPath exists (the C virtiofsd cannot run unprivileged), else
 // "9p": QEMU's built-in virtio-9p server, which needs no daemon and runs
 // as the user running QEMU. $MACHINETOP_SHARE_FS=9p forces 9p.
 func (b *Backend) ShareFS() string {
-	if os.Getenv("MACHINETOP_SHARE_FS") == proto.FS9P {
-		return proto.FS9P
+	if os.Getenv("MACHINETOP_SHARE_FS") == driver.Share9P {
+		return driver.Share9P
 	}
 	if os.Geteuid() == 0 {
 		if fi, err := os.Stat(VirtiofsdPath); err == nil && fi.Mode().IsRegular() {
-			return proto.FSVirtiofs
+			return driver.ShareVirtiofs
 		}
 	}
-	return proto.FS9P
+	return driver.Share9P
 }
-
-// ForwardsSSH reports true: Spec.SSHPort becomes a user-mode network
-// hostfwd bound to 127.0.0.1.
-func (b *Backend) ForwardsSSH() bool { return true }
 
 // qemuPath escapes a path for a QEMU option value (a comma is doubled).
 func qemuPath(p string) string { return strings.ReplaceAll(p, ",", ",,") }
@@ -60,18 +50,18 @@ func fsSocket(runDir string, i int) string {
 // vhost-user needs) or virtio-9p devices (security_model=none: files are
 // created as the user running QEMU; readonly=on makes QEMU refuse every
 // write, whatever the guest's privileges).
-func shareArgs(spec *vm.Spec, fsType string) []string {
+func shareArgs(spec *driver.Spec, fsType string) []string {
 	if len(spec.Shares) == 0 {
 		return nil
 	}
 	var args []string
-	if fsType == proto.FSVirtiofs {
+	if fsType == driver.ShareVirtiofs {
 		args = append(args,
-			"-object", fmt.Sprintf("memory-backend-memfd,id=mem,size=%dM,share=on", spec.MemoryBytes/vm.MiB),
+			"-object", fmt.Sprintf("memory-backend-memfd,id=mem,size=%dM,share=on", spec.MemoryBytes>>20),
 			"-numa", "node,memdev=mem")
 	}
 	for i, s := range spec.Shares {
-		if fsType == proto.FSVirtiofs {
+		if fsType == driver.ShareVirtiofs {
 			args = append(args,
 				"-chardev", fmt.Sprintf("socket,id=fs%d,path=%s", i, qemuPath(fsSocket(spec.RunDir, i))),
 				"-device", fmt.Sprintf("vhost-user-fs-pci,chardev=fs%d,tag=%s", i, s.Tag))
@@ -94,7 +84,7 @@ func shareArgs(spec *vm.Spec, fsType string) []string {
 // namespace private to that virtiofsd, so the guest cannot write to it
 // even as root (the C virtiofsd has no read-only option). On error every
 // daemon started is killed.
-func startVirtiofsd(ctx context.Context, spec *vm.Spec) ([]*os.Process, error) {
+func startVirtiofsd(ctx context.Context, spec *driver.Spec) ([]*os.Process, error) {
 	var procs []*os.Process
 	fail := func(err error) ([]*os.Process, error) {
 		for _, p := range procs {

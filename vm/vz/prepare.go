@@ -20,10 +20,10 @@ import (
 	"strings"
 
 	"github.com/google/renameio/v2"
-	"github.com/machinetop/machinetop/vm"
+	"github.com/machinetop/machinetop/vm/driver"
 )
 
-// Files the backend keeps per machine in vm.Spec.StateDir (or RunDir).
+// Files the backend keeps per machine in driver.Spec.StateDir (or RunDir).
 const (
 	// MachineIDFile holds the data representation of the machine's
 	// VZGenericMachineIdentifier, created on first boot.
@@ -36,6 +36,22 @@ const (
 	kernelFile = "vz-kernel"
 )
 
+// mib is a mebibyte, in bytes.
+const mib = 1 << 20
+
+// Features describes the vz backend: virtio-fs shares, no SSH forwarding
+// yet, VMs that end with their supervisor, a traditional balloon (no free
+// page reporting), a virtio socket for the agent, arm64 guests on Apple
+// silicon, and guest addresses from the framework's NAT by DHCP.
+func Features() driver.Features {
+	return driver.Features{
+		ShareFS: driver.ShareVirtiofs,
+		Balloon: true,
+		Vsock:   true,
+		Archs:   []string{"arm64"},
+	}
+}
+
 // MaxSerialLen is the longest virtio-blk serial the framework accepts
 // (VZVirtioBlockDeviceConfiguration.blockDeviceIdentifier: at most 20
 // bytes, ASCII), which is also the size of the virtio-blk ID field.
@@ -46,7 +62,7 @@ const ConsoleDevice = "hvc0"
 
 // checkSpec returns a descriptive error for a spec the backend cannot boot.
 // The framework's own CPU and memory limits are checked by the caller.
-func checkSpec(spec *vm.Spec) error {
+func checkSpec(spec *driver.Spec) error {
 	if spec == nil {
 		return errors.New("vz: no machine spec")
 	}
@@ -56,7 +72,7 @@ func checkSpec(spec *vm.Spec) error {
 	if spec.CPUs < 1 {
 		return fmt.Errorf("vz: %d CPUs requested; at least 1 is needed", spec.CPUs)
 	}
-	if spec.MemoryBytes == 0 || spec.MemoryBytes%vm.MiB != 0 {
+	if spec.MemoryBytes == 0 || spec.MemoryBytes%mib != 0 {
 		return fmt.Errorf("vz: memory size %d bytes is not a positive multiple of 1 MiB", spec.MemoryBytes)
 	}
 	for what, p := range map[string]string{"kernel": spec.Kernel, "initramfs": spec.Initramfs} {
@@ -129,7 +145,7 @@ func commandLine(cmdline string) string {
 }
 
 // stateDir is where per-machine identity is kept.
-func stateDir(spec *vm.Spec) string {
+func stateDir(spec *driver.Spec) string {
 	if spec.StateDir != "" {
 		return spec.StateDir
 	}

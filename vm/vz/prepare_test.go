@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/machinetop/machinetop/guest/proto"
-	"github.com/machinetop/machinetop/vm"
+	"github.com/machinetop/machinetop/vm/driver"
 )
 
 func writeFile(t *testing.T, path string, b []byte) string {
@@ -21,16 +21,16 @@ func writeFile(t *testing.T, path string, b []byte) string {
 	return path
 }
 
-func validSpec(t *testing.T) *vm.Spec {
+func validSpec(t *testing.T) *driver.Spec {
 	dir := t.TempDir()
-	return &vm.Spec{
+	return &driver.Spec{
 		Name:        "dev",
 		CPUs:        2,
-		MemoryBytes: 2048 * vm.MiB,
+		MemoryBytes: 2048 * mib,
 		Kernel:      writeFile(t, filepath.Join(dir, "vmlinuz"), []byte("k")),
 		Initramfs:   writeFile(t, filepath.Join(dir, "initrd"), []byte("i")),
 		Cmdline:     "quiet",
-		Disks: []vm.Disk{
+		Disks: []driver.Disk{
 			{Path: writeFile(t, filepath.Join(dir, "root.img"), nil), Serial: proto.RootSerial},
 			{Path: writeFile(t, filepath.Join(dir, "image.tar"), nil), Serial: proto.ImageSerial, ReadOnly: true},
 		},
@@ -44,22 +44,22 @@ func TestCheckSpec(t *testing.T) {
 	if err := checkSpec(validSpec(t)); err != nil {
 		t.Fatalf("valid spec rejected: %v", err)
 	}
-	cases := map[string]func(*vm.Spec){
-		"no name":        func(s *vm.Spec) { s.Name = "" },
-		"no cpus":        func(s *vm.Spec) { s.CPUs = 0 },
-		"odd memory":     func(s *vm.Spec) { s.MemoryBytes += 1 },
-		"no memory":      func(s *vm.Spec) { s.MemoryBytes = 0 },
-		"no kernel":      func(s *vm.Spec) { s.Kernel = filepath.Join(s.RunDir, "missing") },
-		"dir as initrd":  func(s *vm.Spec) { s.Initramfs = s.RunDir },
-		"no console":     func(s *vm.Spec) { s.ConsoleLog = "" },
-		"no run dir":     func(s *vm.Spec) { s.RunDir = filepath.Join(s.StateDir, "missing") },
-		"no state dir":   func(s *vm.Spec) { s.StateDir = filepath.Join(s.RunDir, "missing") },
-		"missing disk":   func(s *vm.Spec) { s.Disks[0].Path += ".gone" },
-		"empty serial":   func(s *vm.Spec) { s.Disks[1].Serial = "" },
-		"long serial":    func(s *vm.Spec) { s.Disks[1].Serial = strings.Repeat("x", MaxSerialLen+1) },
-		"non-ascii":      func(s *vm.Spec) { s.Disks[1].Serial = "mt-räder" },
-		"same serial":    func(s *vm.Spec) { s.Disks[1].Serial = s.Disks[0].Serial },
-		"control in ser": func(s *vm.Spec) { s.Disks[0].Serial = "mt\n" },
+	cases := map[string]func(*driver.Spec){
+		"no name":        func(s *driver.Spec) { s.Name = "" },
+		"no cpus":        func(s *driver.Spec) { s.CPUs = 0 },
+		"odd memory":     func(s *driver.Spec) { s.MemoryBytes += 1 },
+		"no memory":      func(s *driver.Spec) { s.MemoryBytes = 0 },
+		"no kernel":      func(s *driver.Spec) { s.Kernel = filepath.Join(s.RunDir, "missing") },
+		"dir as initrd":  func(s *driver.Spec) { s.Initramfs = s.RunDir },
+		"no console":     func(s *driver.Spec) { s.ConsoleLog = "" },
+		"no run dir":     func(s *driver.Spec) { s.RunDir = filepath.Join(s.StateDir, "missing") },
+		"no state dir":   func(s *driver.Spec) { s.StateDir = filepath.Join(s.RunDir, "missing") },
+		"missing disk":   func(s *driver.Spec) { s.Disks[0].Path += ".gone" },
+		"empty serial":   func(s *driver.Spec) { s.Disks[1].Serial = "" },
+		"long serial":    func(s *driver.Spec) { s.Disks[1].Serial = strings.Repeat("x", MaxSerialLen+1) },
+		"non-ascii":      func(s *driver.Spec) { s.Disks[1].Serial = "mt-räder" },
+		"same serial":    func(s *driver.Spec) { s.Disks[1].Serial = s.Disks[0].Serial },
+		"control in ser": func(s *driver.Spec) { s.Disks[0].Serial = "mt\n" },
 	}
 	for name, mutate := range cases {
 		s := validSpec(t)

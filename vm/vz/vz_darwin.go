@@ -18,7 +18,7 @@ import (
 	avf "github.com/Code-Hex/vz/v3"
 
 	"github.com/machinetop/machinetop/guest/proto"
-	"github.com/machinetop/machinetop/vm"
+	"github.com/machinetop/machinetop/vm/driver"
 )
 
 // MinMacOS is the oldest macOS the backend runs on: 13 (Ventura) is the
@@ -29,14 +29,25 @@ const MinMacOS = 13.0
 
 // Backend runs machines with Apple's Virtualization framework inside the
 // calling (supervisor) process. The VM ends when that process exits, so
-// Backend does not implement vm.Adopter. The binary must be signed with the
+// there is nothing to adopt (Features.Adopt is false). The binary must be signed with the
 // com.apple.security.virtualization entitlement.
 type Backend struct{}
 
-var _ vm.Backend = (*Backend)(nil)
+var _ driver.Backend = (*Backend)(nil)
 
 // Name returns "vz".
 func (b *Backend) Name() string { return "vz" }
+
+// Features returns Features().
+func (b *Backend) Features() driver.Features { return Features() }
+
+// Running reports false: a vz VM never outlives its supervisor.
+func (b *Backend) Running(runDir, name string) bool { return false }
+
+// Adopt returns an error wrapping driver.ErrUnsupported.
+func (b *Backend) Adopt(ctx context.Context, spec *driver.Spec) (driver.Instance, error) {
+	return nil, fmt.Errorf("vz: adopting a running VM: %w", driver.ErrUnsupported)
+}
 
 // Accelerator returns "hvf" (Hypervisor.framework, which the
 // Virtualization framework runs on). It returns an error when macOS is
@@ -84,7 +95,7 @@ func majorMinor(ver string) float64 {
 // (-[VZVirtualMachine startWithCompletionHandler:], which vz runs on the
 // VM's dispatch queue). It returns once the VM runs. If ctx ends first,
 // Start returns ctx's error and stops the VM as soon as it has started.
-func (b *Backend) Start(ctx context.Context, spec *vm.Spec) (vm.Instance, error) {
+func (b *Backend) Start(ctx context.Context, spec *driver.Spec) (driver.Instance, error) {
 	if err := checkHost(); err != nil {
 		return nil, err
 	}
@@ -120,7 +131,7 @@ func (b *Backend) Start(ctx context.Context, spec *vm.Spec) (vm.Instance, error)
 }
 
 // configure returns the validated framework configuration for spec.
-func configure(spec *vm.Spec) (*avf.VirtualMachineConfiguration, error) {
+func configure(spec *driver.Spec) (*avf.VirtualMachineConfiguration, error) {
 	if err := checkSpec(spec); err != nil {
 		return nil, err
 	}
@@ -131,7 +142,7 @@ func configure(spec *vm.Spec) (*avf.VirtualMachineConfiguration, error) {
 	minMem, maxMem := avf.VirtualMachineConfigurationMinimumAllowedMemorySize(), avf.VirtualMachineConfigurationMaximumAllowedMemorySize()
 	if spec.MemoryBytes < minMem || spec.MemoryBytes > maxMem {
 		return nil, fmt.Errorf("vz: %d MiB of memory requested; this Mac allows %d to %d MiB",
-			spec.MemoryBytes/vm.MiB, minMem/vm.MiB, maxMem/vm.MiB)
+			spec.MemoryBytes/mib, minMem/mib, maxMem/mib)
 	}
 
 	kernel, err := linuxKernel(spec.Kernel, spec.RunDir, runtime.GOARCH)
@@ -249,7 +260,7 @@ func platformConfig(dir string) (*avf.GenericPlatformConfiguration, error) {
 // VZDiskImageSynchronizationModeFsync): the framework's automatic
 // (uncached) mode has corrupted guest filesystems, and fsync makes a guest
 // flush durable for the guest's journal.
-func storageDevices(disks []vm.Disk) ([]avf.StorageDeviceConfiguration, error) {
+func storageDevices(disks []driver.Disk) ([]avf.StorageDeviceConfiguration, error) {
 	var devs []avf.StorageDeviceConfiguration
 	for _, d := range disks {
 		att, err := avf.NewDiskImageStorageDeviceAttachmentWithCacheAndSync(d.Path, d.ReadOnly,
@@ -484,22 +495,3 @@ func (i *instance) Wait() error {
 	return i.err
 }
 
-// SetBalloon sets the memory the guest may keep, in bytes, rounded down to
-// a whole MiB (-[VZVirtioTraditionalMemoryBalloonDevice
-// setTargetVirtualMachineMemorySize:]). It returns an error when bytes
-// exceeds the VM's memory or the VM has no balloon.
-func (i *instance) SetBalloon(ctx context.Context, bytes uint64) error {
-	if bytes > i.memory {
-		return fmt.Errorf("vz: balloon target %d MiB exceeds the machine's %d MiB", bytes/vm.MiB, i.memory/vm.MiB)
-	}
-	if bytes < vm.MiB {
-		return fmt.Errorf("vz: balloon target %d bytes is below 1 MiB", bytes)
-	}
-	for _, d := range i.vm.MemoryBalloonDevices() {
-		if b := avf.AsVirtioTraditionalMemoryBalloonDevice(d); b != nil {
-			b.SetTargetVirtualMachineMemorySize(bytes / vm.MiB * vm.MiB)
-			return nil
-		}
-	}
-	return errors.New("vz: the virtual machine has no memory balloon")
-}

@@ -1,0 +1,148 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/machinetop/machinetop/vm/control"
+	"github.com/machinetop/machinetop/vm/internal/atomicfile"
+)
+
+// Machine states as `machine ls` shows them.
+const (
+	StateStopped  = control.StateStopped
+	StateStarting = control.StateStarting
+	StateRunning  = control.StateRunning
+	StateStopping = control.StateStopping
+)
+
+// GuestFacts is what the agent last reported about the image's support
+// for host integration (sudo, an SSH server, setup problems).
+type GuestFacts = control.GuestFacts
+
+// ActiveMount is a shared directory as the current boot has it.
+type ActiveMount struct {
+	Mount
+	// FSType is "virtiofs" or "9p".
+	FSType string `json:"fstype"`
+}
+
+// Machine is a machine's configuration joined with its live state.
+type Machine struct {
+	Config
+	State string `json:"status"`
+	// Default is true for the default machine.
+	Default bool `json:"default"`
+	// IP is the guest's first IPv4 address while running, else "".
+	IP string `json:"ipAddress,omitempty"`
+	// DiskAllocated is the root disk file's allocated size, bytes (it is
+	// sparse, so this is less than DiskBytes).
+	DiskAllocated uint64 `json:"diskAllocated"`
+	// Started is when the current boot began; zero when stopped.
+	Started time.Time `json:"startedDate,omitzero"`
+	// Accelerator is "kvm" or "tcg" (QEMU) while running.
+	Accelerator string `json:"accelerator,omitempty"`
+	// KernelRelease is the guest kernel's release (uname -r) while
+	// running, e.g. "6.1.0-57-cloud-amd64".
+	KernelRelease string `json:"kernelRelease,omitempty"`
+	// Dir is the machine's directory on the host.
+	Dir string `json:"dir"`
+	// VMPID is the host PID of the VM process (QEMU) while running, else 0
+	// (also 0 on vz, where the VM runs inside the supervisor).
+	VMPID int `json:"vmPid,omitempty"`
+	// SupervisorPID is the host PID of the machine's supervisor while it
+	// runs, else 0.
+	SupervisorPID int `json:"supervisorPid,omitempty"`
+	// SSHPort is the port on the host's 127.0.0.1 forwarded to the
+	// machine's SSH port while it runs (see `machine ssh-config`), else 0.
+	SSHPort int `json:"sshPort,omitempty"`
+	// ActiveMounts are the directories the running boot shares; changes
+	// made with Set show in Mounts and HomeMount until the next boot.
+	ActiveMounts []ActiveMount `json:"activeMounts,omitempty"`
+	// Guest is what the agent last reported about the image (sudo, an
+	// SSH server, setup problems); nil before the first boot.
+	Guest *GuestFacts `json:"guest,omitempty"`
+	// Notes are messages for the user about missing host integration,
+	// e.g. an image without sudo or without an SSH server.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// List returns every machine with its live state.
+func (m *Manager) List(ctx context.Context) ([]Machine, error) {
+	names, err := m.Names()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Machine, 0, len(names))
+	for _, n := range names {
+		cfg, err := m.Load(n)
+		if errors.Is(err, ErrNotFound) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *m.Get(ctx, cfg))
+	}
+	return out, nil
+}
+
+// Get returns cfg's machine with its live state, as its supervisor
+// reports it (stopped when none runs).
+func (m *Manager) Get(ctx context.Context, cfg *Config) *Machine {
+	dir := m.Dir(cfg.Name)
+	mc := &Machine{Config: *cfg, State: StateStopped, Dir: dir.Dir}
+	def, _ := m.Default()
+	mc.Default = def == cfg.Name
+	if fi, err := os.Stat(dir.Disk()); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			mc.DiskAllocated = uint64(st.Blocks) * 512
+		}
+	}
+	if st, err := m.status(ctx, cfg); err == nil {
+		mc.State = st.State
+		mc.IP = st.IP
+		mc.Started = st.Started
+		mc.Accelerator = st.Accelerator
+		mc.KernelRelease = st.Kernel
+		mc.VMPID, mc.SupervisorPID = st.VMPID, st.PID
+		mc.SSHPort, mc.Guest = st.SSHPort, st.Guest
+		for _, am := range st.Mounts {
+			mc.ActiveMounts = append(mc.ActiveMounts, ActiveMount{
+				Mount: Mount{Host: am.Host, Guest: am.Guest, ReadOnly: am.ReadOnly}, FSType: am.FSType})
+		}
+	} else if m.orphanRunning(cfg) {
+		mc.State = StateRunning
+	}
+	if mc.Guest == nil {
+		var g GuestFacts
+		if atomicfile.ReadJSON(dir.Guest(), &g) == nil {
+			mc.Guest = &g
+		}
+	}
+	mc.Notes = notes(mc)
+	return mc
+}
+
+// notes explains missing host integration of mc to the user.
+func notes(mc *Machine) []string {
+	g := mc.Guest
+	if g == nil {
+		return nil
+	}
+	var out []string
+	if !g.Sudo && mc.User.UID != 0 {
+		out = append(out, fmt.Sprintf("the image has no sudo, so %s has no passwordless sudo in the machine: install it as root (e.g. `machinetop machine run -n %s --root -- apt-get install -y sudo`) and restart the machine, or use `machinetop machine run --root`", mc.User.Username, mc.Name))
+	}
+	if !g.SSHD {
+		out = append(out, fmt.Sprintf("the image has no SSH server, so `machinetop machine ssh-config` cannot work: install one as root (e.g. `machinetop machine run -n %s --root -- apt-get install -y openssh-server`)", mc.Name))
+	}
+	for _, p := range g.Problems {
+		out = append(out, "setup at the latest boot: "+p)
+	}
+	return out
+}

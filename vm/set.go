@@ -1,0 +1,93 @@
+package vm
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/machinetop/machinetop/vm/internal/atomicfile"
+)
+
+// SetKeys are the keys Set takes, in the order help lists them.
+var SetKeys = []string{"cpus", "memory", "kernel", "home-mount", "mounts"}
+
+// Set changes configuration keys of cfg's machine, applied at the next
+// boot: cpus=N, memory=SIZE, kernel=PATH (a kernel .deb or vmlinuz; empty
+// for the default kernel), home-mount=rw|ro|none, and mounts=LIST (comma
+// separated `--mount` values replacing the machine's mounts; empty for
+// none). It returns an error naming an unknown key or a bad value and
+// changes nothing in that case; on success cfg holds the new values.
+func (m *Manager) Set(cfg *Config, kv map[string]string) error {
+	next := *cfg
+	next.Mounts = append([]Mount(nil), cfg.Mounts...)
+	keys := make([]string, 0, len(kv))
+	for k := range kv {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := setKey(&next, k, kv[k]); err != nil {
+			return err
+		}
+	}
+	if err := validateResources(next.CPUs, next.MemoryBytes, next.DiskBytes); err != nil {
+		return err
+	}
+	if err := checkShares(&next); err != nil {
+		return err
+	}
+	if err := atomicfile.WriteJSON(m.Dir(cfg.Name).Config(), &next); err != nil {
+		return err
+	}
+	*cfg = next
+	return nil
+}
+
+// setKey applies one key=value of Set to c.
+func setKey(c *Config, k, v string) error {
+	switch k {
+	case "cpus":
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("cpus=%s: not a whole number", v)
+		}
+		c.CPUs = n
+	case "memory":
+		b, err := ParseMemory(v)
+		if err != nil {
+			return fmt.Errorf("memory=%s: %v", v, err)
+		}
+		c.MemoryBytes = b / MiB * MiB
+	case "kernel":
+		if v == "" {
+			c.Kernel = ""
+			return nil
+		}
+		abs, err := checkKernel(v)
+		if err != nil {
+			return err
+		}
+		c.Kernel = abs
+	case "home-mount":
+		if err := ValidateHomeMount(v); err != nil {
+			return fmt.Errorf("home-mount=%s: use rw, ro or none", v)
+		}
+		c.HomeMount = v
+	case "mounts":
+		c.Mounts = nil
+		for _, spec := range strings.Split(v, ",") {
+			if spec == "" {
+				continue
+			}
+			mt, err := ParseMount(spec, c.User.HomeDir)
+			if err != nil {
+				return err
+			}
+			c.Mounts = append(c.Mounts, mt)
+		}
+	default:
+		return fmt.Errorf("unknown setting %q: machine set takes cpus=N, memory=SIZE, kernel=PATH, home-mount=rw|ro|none, mounts=HOST[:GUEST][:ro],...", k)
+	}
+	return nil
+}

@@ -1,0 +1,176 @@
+package supervisor
+
+import (
+	"context"
+	"io"
+	"net"
+	"time"
+
+	"github.com/hashicorp/yamux"
+
+	"github.com/machinetop/machinetop/guest/client"
+	"github.com/machinetop/machinetop/vm"
+	"github.com/machinetop/machinetop/vm/control"
+)
+
+// Defaults for requests that carry no timeout.
+const (
+	defaultAgentWait = 5 * time.Minute
+	requestReadLimit = 10 * time.Second
+)
+
+func (s *supervisor) serve(ln net.Listener) {
+	go func() { <-s.done; ln.Close() }()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go s.handle(c)
+	}
+}
+
+func (s *supervisor) handle(c net.Conn) {
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(requestReadLimit))
+	var req control.Request
+	if err := control.ReadLine(c, &req); err != nil {
+		control.WriteResponse(c, control.Response{Error: control.Errorf(control.CodeBadRequest, "bad request: %v", err)})
+		return
+	}
+	c.SetReadDeadline(time.Time{})
+	switch req.Op {
+	case control.OpStatus:
+		st, _ := s.status()
+		control.WriteResponse(c, control.Response{Status: &st})
+	case control.OpWatch:
+		s.handleWatch(c)
+	case control.OpAgent:
+		s.handleAgent(c, req)
+	case control.OpStop:
+		s.handleStop(c, req)
+	default:
+		control.WriteResponse(c, control.Response{Error: control.Errorf(control.CodeBadRequest, "unknown op %q", req.Op)})
+	}
+}
+
+// handleWatch writes the status now and at every change until the client
+// goes or the supervisor ends.
+func (s *supervisor) handleWatch(c net.Conn) {
+	gone := make(chan struct{})
+	go func() { io.Copy(io.Discard, c); close(gone) }()
+	for {
+		st, changed := s.status()
+		if control.WriteResponse(c, control.Response{Status: &st}) != nil {
+			return
+		}
+		select {
+		case <-changed:
+		case <-gone:
+			return
+		case <-s.done:
+			// One last look: the final state was set before done closed.
+			st, _ := s.status()
+			control.WriteResponse(c, control.Response{Status: &st})
+			return
+		}
+	}
+}
+
+// handleAgent waits for the agent (at most req.Timeout) and splices c to
+// a new stream of the agent session.
+func (s *supervisor) handleAgent(c net.Conn, req control.Request) {
+	wait := req.Timeout
+	if wait <= 0 {
+		wait = defaultAgentWait
+	}
+	deadline := time.After(wait)
+	var sess *yamux.Session
+	for sess == nil {
+		s.mu.Lock()
+		ready, sc, st := s.readyCh, s.sess, s.st.State
+		s.mu.Unlock()
+		if sc != nil {
+			sess = sc
+			break
+		}
+		switch st {
+		case control.StateStopped:
+			control.WriteResponse(c, control.Response{Error: control.Errorf(control.CodeNotRunning, "machine %s is stopped", s.cfg.Name)})
+			return
+		case control.StateStopping:
+			control.WriteResponse(c, control.Response{Error: control.Errorf(control.CodeStopping, "machine %s is stopping", s.cfg.Name)})
+			return
+		}
+		select {
+		case <-ready:
+		case <-s.done:
+			control.WriteResponse(c, control.Response{Error: control.Errorf(control.CodeNotRunning, "machine %s stopped", s.cfg.Name)})
+			return
+		case <-deadline:
+			control.WriteResponse(c, control.Response{Error: control.Errorf(control.CodeAgentTimeout, "the agent in %s did not become ready in %s; see `machinetop machine logs %s`", s.cfg.Name, wait, s.cfg.Name)})
+			return
+		}
+	}
+	stream, err := sess.OpenStream()
+	if err != nil {
+		control.WriteResponse(c, control.Response{Error: control.Errorf(control.CodeInternal, "agent channel: %v", err)})
+		return
+	}
+	defer stream.Close()
+	if control.WriteResponse(c, control.Response{}) != nil {
+		return
+	}
+	done := make(chan struct{}, 2)
+	go func() { io.Copy(stream, c); done <- struct{}{} }()
+	go func() { io.Copy(c, stream); done <- struct{}{} }()
+	<-done
+}
+
+// handleStop asks the guest to power off (agent, else ACPI), kills the VM
+// after req.Timeout, and answers once the VM has exited.
+func (s *supervisor) handleStop(c net.Conn, req control.Request) {
+	s.stopWG.Add(1)
+	defer s.stopWG.Done()
+	timeout := req.Timeout
+	if timeout <= 0 {
+		timeout = vm.DefaultStopTimeout
+	}
+	s.mu.Lock()
+	sess := s.sess
+	s.mu.Unlock()
+	s.setStatus(func(st *control.Status) {
+		if st.State != control.StateStopped {
+			st.State = control.StateStopping
+		}
+	})
+	asked := false
+	if sess != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		err := client.FromSession(sess).Shutdown(ctx, false)
+		cancel()
+		asked = err == nil
+		if err != nil {
+			s.log.Warn("agent shutdown failed", "err", err)
+		}
+	}
+	if !asked && s.inst != nil {
+		if err := s.inst.RequestStop(context.Background()); err != nil {
+			s.log.Warn("ACPI power-off request failed", "err", err)
+		}
+	}
+	select {
+	case <-s.stopped:
+	case <-s.done:
+	case <-time.After(timeout):
+		s.log.Warn("guest did not power off in time; killing the vm", "timeout", timeout)
+		if s.inst != nil {
+			s.inst.Kill()
+		}
+		select {
+		case <-s.stopped:
+		case <-s.done:
+		}
+	}
+	control.WriteResponse(c, control.Response{})
+}
