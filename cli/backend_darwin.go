@@ -3,11 +3,11 @@
 package cli
 
 import (
-	"github.com/machinetop/machinetop/vm"
+	"github.com/machinetop/machinetop/vm/driver"
 	"github.com/machinetop/machinetop/vm/vz"
 )
 
 // hostBackend returns the macOS backend (Apple's Virtualization framework).
-func hostBackend() (vm.Backend, error) {
+func hostBackend() (driver.Backend, error) {
 	return &vz.Backend{}, nil
 }

@@ -1,12 +1,13 @@
 package cli
 
 import (
-	"github.com/machinetop/machinetop/vm"
+	"github.com/machinetop/machinetop/vm/driver"
+	"github.com/machinetop/machinetop/vm/layout"
 	"github.com/machinetop/machinetop/vm/qemu"
 )
 
-func hostBackend() (vm.Backend, error) {
-	rt, err := vm.RuntimeDir()
+func hostBackend() (driver.Backend, error) {
+	rt, err := layout.RuntimeDir()
 	if err != nil {
 		return nil, err
 	}

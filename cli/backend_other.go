@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"runtime"
 
-	"github.com/machinetop/machinetop/vm"
+	"github.com/machinetop/machinetop/vm/driver"
 )
 
-func hostBackend() (vm.Backend, error) {
+func hostBackend() (driver.Backend, error) {
 	return nil, fmt.Errorf("no machine backend for %s yet", runtime.GOOS)
 }

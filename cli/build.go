@@ -6,16 +6,15 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/machinetop/machinetop/app"
 	"github.com/machinetop/machinetop/images"
 	"github.com/machinetop/machinetop/images/build"
 	"github.com/machinetop/machinetop/images/build/machine"
-	"github.com/machinetop/machinetop/vm"
 )
 
 // newBuildCmd builds `machinetop build`: a Dockerfile build into the
@@ -45,30 +44,28 @@ func newBuildCmd() *cobra.Command {
 				}
 				ba[k] = v
 			}
-			dir, err := vm.DataDir()
+			a, err := openApp()
 			if err != nil {
 				return err
 			}
-			st, err := openStore()
-			if err != nil {
-				return err
-			}
-			mgr, err := newManager()
-			if err != nil {
-				return err
-			}
+			st := a.Images
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			title := "build " + strings.Join(os.Args[min(len(os.Args), 2):], " ")
-			sink, err := newJobSink(cmd.ErrOrStderr(), mode, title)
+			view, err := newProgressView(cmd.ErrOrStderr(), mode)
 			if err != nil {
 				return err
 			}
-			tmp := filepath.Join(dir, "tmp")
+			defer view.close()
+			sink, err := a.NewJob(title, view.event)
+			if err != nil {
+				return err
+			}
+			tmp := a.Data.Tmp()
 			if err := os.MkdirAll(tmp, 0o700); err != nil {
 				return err
 			}
-			runner := &machine.Runner{Manager: mgr, Store: st, Images: storeSource{st}}
+			runner := &machine.Runner{Manager: a.Machines, Store: st, Images: app.StoreSource{Store: st}}
 			defer runner.Close()
 			res, err := build.Build(ctx, build.Options{
 				Store: st, ContextDir: args[0], Dockerfile: file, Tags: tags, BuildArgs: ba,

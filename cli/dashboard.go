@@ -2,14 +2,12 @@ package cli
 
 import (
 	"os"
-	"path/filepath"
 	"runtime/pprof"
 
 	tea "charm.land/bubbletea/v2"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/machinetop/machinetop/images"
 	"github.com/machinetop/machinetop/tui"
 	"github.com/machinetop/machinetop/tui/source"
 )
@@ -17,21 +15,17 @@ import (
 // runDashboard opens the live dashboard. When stdin or stdout is not a
 // terminal it prints the machine table instead, so scripts keep working.
 func runDashboard(cmd *cobra.Command) error {
-	m, err := newManager()
+	a, err := openApp()
 	if err != nil {
 		return err
 	}
 	if !term.IsTerminal(int(os.Stdin.Fd())) || !term.IsTerminal(int(os.Stdout.Fd())) {
-		ms, err := m.List(cmd.Context())
+		ms, err := a.Machines.List(cmd.Context())
 		if err != nil {
 			return err
 		}
 		writeMachineTable(cmd.OutOrStdout(), ms)
 		return nil
-	}
-	st, err := images.Open(filepath.Join(m.DataDir, "images"))
-	if err != nil {
-		return err
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -50,7 +44,7 @@ func runDashboard(cmd *cobra.Command) error {
 		defer f.Close()
 		defer pprof.StopCPUProfile()
 	}
-	model := tui.New(tui.Options{Src: &source.Live{M: m, Store: st, Exe: exe}})
+	model := tui.New(tui.Options{Src: &source.Live{App: a, Exe: exe}})
 	defer model.Close()
 	// The renderer's frame rate is its idle wake-up rate too (see tui.FPS).
 	_, err = tea.NewProgram(model, tea.WithFPS(tui.FPS)).Run()

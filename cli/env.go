@@ -1,77 +1,49 @@
 package cli
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
-
+	"github.com/machinetop/machinetop/app"
 	"github.com/machinetop/machinetop/images"
 	"github.com/machinetop/machinetop/vm"
 )
 
-// openStore opens the local image store under the data directory.
-func openStore() (*images.Store, error) {
-	dir, err := vm.DataDir()
-	if err != nil {
-		return nil, err
-	}
-	return images.Open(filepath.Join(dir, "images"))
-}
-
-// newManager builds the Manager the commands share, over this host's
-// backend and the local image store.
-func newManager() (*vm.Manager, error) {
-	dir, err := vm.DataDir()
-	if err != nil {
-		return nil, err
-	}
-	st, err := images.Open(filepath.Join(dir, "images"))
-	if err != nil {
-		return nil, err
-	}
+// openApp opens the data directory with this host's backend.
+func openApp() (*app.App, error) {
 	be, err := hostBackend()
 	if err != nil {
 		return nil, err
 	}
-	return &vm.Manager{DataDir: dir, Backend: be, Images: storeSource{st}}, nil
+	return app.Open(be)
 }
 
-// storeSource adapts images.Store to vm.ImageSource.
-type storeSource struct{ st *images.Store }
-
-func (s storeSource) Rootfs(ctx context.Context, ref string) (string, string, string, error) {
-	img, _, err := s.st.Resolve(ref)
-	if errors.Is(err, images.ErrNotFound) && images.LooksPullable(ref) {
-		// Not stored yet: pull it, as `docker run` does.
-		var perr error
-		if img, perr = pullWithProgress(ctx, s.st, ref, images.PullOptions{}, os.Stderr, "auto"); perr != nil {
-			err = fmt.Errorf("%w; pulling it failed: %v", err, perr)
-		} else {
-			err = nil
-		}
-	}
+// newManager returns the machine Manager of the data directory.
+func newManager() (*vm.Manager, error) {
+	a, err := openApp()
 	if err != nil {
-		return "", "", "", err
+		return nil, err
 	}
-	p, err := s.st.RootfsTar(ctx, img.Digest.String())
-	if err != nil {
-		return "", "", "", err
-	}
-	return img.Ref(), img.Digest.String(), p, nil
+	return a.Machines, nil
 }
 
-// managerFor builds the Manager and resolves a machine name argument, ""
-// meaning the default machine (see vm.Manager.Resolve for the errors).
-func managerFor(name string) (*vm.Manager, string, error) {
+// managerFor builds the Manager and loads the machine named by a name
+// argument, "" meaning the default machine (see vm.Manager.Resolve for the
+// errors).
+func managerFor(name string) (*vm.Manager, *vm.Config, error) {
 	m, err := newManager()
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
-	name, err = m.Resolve(name)
+	cfg, err := m.Resolve(name)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
-	return m, name, nil
+	return m, cfg, nil
+}
+
+// openStore returns the image store of the data directory.
+func openStore() (*images.Store, error) {
+	a, err := openApp()
+	if err != nil {
+		return nil, err
+	}
+	return a.Images, nil
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -160,25 +159,14 @@ func newImageRemoveCmd() *cobra.Command {
 			"image with all its tags. Data no other tag uses is deleted.",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := openStore()
-			if err != nil {
-				return err
-			}
-			m, err := newManager()
+			a, err := openApp()
 			if err != nil {
 				return err
 			}
 			// Carry on past a bad REF so one typo does not block the rest.
 			var errs []error
 			for _, ref := range args {
-				if img, _, err := st.Resolve(ref); err == nil && !force {
-					used, err := m.MachinesUsingImage(img.Digest.String(), img.Ref())
-					if err == nil && len(used) > 0 {
-						errs = append(errs, fmt.Errorf("image %s is used by %s: delete those machines first, or pass --force (the machines keep running from their own disks)", ref, strings.Join(used, ", ")))
-						continue
-					}
-				}
-				if err := st.Remove(ref); err != nil {
+				if err := a.RemoveImage(ref, force); err != nil {
 					errs = append(errs, err)
 					continue
 				}

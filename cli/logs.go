@@ -19,13 +19,13 @@ func newLogsCmd() *cobra.Command {
 		Short: "Show a machine's console log (--boot: the supervisor's boot log)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, name, err := managerFor(optionalName(args))
+			m, cfg, err := managerFor(optionalName(args))
 			if err != nil {
 				return err
 			}
-			path := m.ConsoleLog(name)
+			path := m.ConsoleLog(cfg.Name)
 			if boot {
-				path = m.SupervisorLog(name)
+				path = m.SupervisorLog(cfg.Name)
 			}
 			return showLog(cmd, path, lines, follow)
 		},

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/machinetop/machinetop/images/progress"
 	"github.com/machinetop/machinetop/vm"
 )
 
@@ -60,16 +61,25 @@ func newCreateCmd() *cobra.Command {
 			if cmd.Flags().Changed("cpus") && o.CPUs < 1 {
 				return fmt.Errorf("--cpus %d: must be at least 1", o.CPUs)
 			}
-			m, err := newManager()
+			a, err := openApp()
 			if err != nil {
 				return err
 			}
-			cfg, err := m.Create(cmd.Context(), o)
+			var view progressView
+			cfg, err := a.Create(cmd.Context(), o, func(e progress.Event) {
+				if view == nil {
+					view, _ = newProgressView(cmd.ErrOrStderr(), "auto")
+				}
+				view.event(e)
+			})
+			if view != nil {
+				view.close()
+			}
 			if err != nil {
 				return err
 			}
 			if !noBoot {
-				if err := m.Start(cmd.Context(), cfg.Name); err != nil {
+				if err := a.Machines.Start(cmd.Context(), cfg); err != nil {
 					return fmt.Errorf("created %s but it did not boot: %w", cfg.Name, err)
 				}
 			}
@@ -164,49 +174,45 @@ func newInspectCmd() *cobra.Command {
 		Short: "Show a machine's configuration and state as JSON",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, name, err := managerFor(optionalName(args))
+			m, cfg, err := managerFor(optionalName(args))
 			if err != nil {
 				return err
 			}
-			mc, err := m.Get(cmd.Context(), name)
-			if err != nil {
-				return err
-			}
-			return writeJSON(cmd.OutOrStdout(), mc)
+			return writeJSON(cmd.OutOrStdout(), m.Get(cmd.Context(), cfg))
 		},
 	}
 }
 
 // simpleCmd builds a command acting on one optional machine name.
-func simpleCmd(use, short string, act func(ctx context.Context, m *vm.Manager, name string) error) *cobra.Command {
+func simpleCmd(use, short string, act func(ctx context.Context, m *vm.Manager, cfg *vm.Config) error) *cobra.Command {
 	return &cobra.Command{
 		Use:   use + " [NAME]",
 		Short: short,
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, name, err := managerFor(optionalName(args))
+			m, cfg, err := managerFor(optionalName(args))
 			if err != nil {
 				return err
 			}
-			if err := act(cmd.Context(), m, name); err != nil {
+			if err := act(cmd.Context(), m, cfg); err != nil {
 				return err
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), name)
+			fmt.Fprintln(cmd.OutOrStdout(), cfg.Name)
 			return nil
 		},
 	}
 }
 
 func newStartCmd() *cobra.Command {
-	return simpleCmd("start", "Boot a machine and wait for its agent", func(ctx context.Context, m *vm.Manager, name string) error {
-		return m.Start(ctx, name)
+	return simpleCmd("start", "Boot a machine and wait for its agent", func(ctx context.Context, m *vm.Manager, cfg *vm.Config) error {
+		return m.Start(ctx, cfg)
 	})
 }
 
 func newStopCmd() *cobra.Command {
 	var timeout time.Duration
-	c := simpleCmd("stop", "Shut a machine down (killed after --timeout)", func(ctx context.Context, m *vm.Manager, name string) error {
-		return m.Stop(ctx, name, timeout)
+	c := simpleCmd("stop", "Shut a machine down (killed after --timeout)", func(ctx context.Context, m *vm.Manager, cfg *vm.Config) error {
+		return m.Stop(ctx, cfg, timeout)
 	})
 	c.Flags().DurationVarP(&timeout, "timeout", "t", vm.DefaultStopTimeout, "how long to wait for the guest to power off before killing it")
 	return c
@@ -214,8 +220,8 @@ func newStopCmd() *cobra.Command {
 
 func newRestartCmd() *cobra.Command {
 	var timeout time.Duration
-	c := simpleCmd("restart", "Stop and start a machine", func(ctx context.Context, m *vm.Manager, name string) error {
-		return m.Restart(ctx, name, timeout)
+	c := simpleCmd("restart", "Stop and start a machine", func(ctx context.Context, m *vm.Manager, cfg *vm.Config) error {
+		return m.Restart(ctx, cfg, timeout)
 	})
 	c.Flags().DurationVarP(&timeout, "timeout", "t", vm.DefaultStopTimeout, "how long to wait for the guest to power off before killing it")
 	return c
@@ -234,7 +240,11 @@ func newDeleteCmd() *cobra.Command {
 			}
 			var failed []string
 			for _, n := range args {
-				wasDefault, err := m.Delete(cmd.Context(), n)
+				cfg, err := m.Load(n)
+				var wasDefault bool
+				if err == nil {
+					wasDefault, err = m.Delete(cmd.Context(), cfg)
+				}
 				if err != nil {
 					fmt.Fprintf(cmd.ErrOrStderr(), "machinetop: %v\n", err)
 					failed = append(failed, n)
@@ -266,10 +276,11 @@ func newSetCmd() *cobra.Command {
 			"  mounts=LIST       shared directories, comma separated HOST[:GUEST][:ro]; replaces the list (empty for none)",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, name, err := managerFor(name)
+			m, cfg, err := managerFor(name)
 			if err != nil {
 				return err
 			}
+			name := cfg.Name
 			kv := map[string]string{}
 			for _, a := range args {
 				k, v, ok := strings.Cut(a, "=")
@@ -278,10 +289,10 @@ func newSetCmd() *cobra.Command {
 				}
 				kv[k] = v
 			}
-			if err := m.Set(name, kv); err != nil {
+			if err := m.Set(cfg, kv); err != nil {
 				return err
 			}
-			if mc, err := m.Get(cmd.Context(), name); err == nil && mc.State != vm.StateStopped {
+			if mc := m.Get(cmd.Context(), cfg); mc.State != vm.StateStopped {
 				fmt.Fprintf(cmd.ErrOrStderr(), "note: %s is running; the change applies after `machinetop machine restart %s`\n", name, name)
 			}
 			return nil
@@ -297,11 +308,11 @@ func newSetDefaultCmd() *cobra.Command {
 		Short: "Make NAME the default machine",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := newManager()
+			m, cfg, err := managerFor(args[0])
 			if err != nil {
 				return err
 			}
-			return m.SetDefault(args[0])
+			return m.SetDefault(cfg)
 		},
 	}
 }
@@ -315,11 +326,11 @@ func newSSHConfigCmd() *cobra.Command {
 			"or use it directly: ssh -F <(machinetop machine ssh-config NAME) NAME",
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, name, err := managerFor(optionalName(args))
+			m, cfg, err := managerFor(optionalName(args))
 			if err != nil {
 				return err
 			}
-			s, err := m.SSHConfig(cmd.Context(), name)
+			s, err := m.SSHConfig(cmd.Context(), cfg)
 			if err != nil {
 				return err
 			}

@@ -14,24 +14,16 @@ import (
 	"github.com/machinetop/machinetop/vm"
 )
 
-// jobSink fans a pull's or build's events out to its journal (for the
-// dashboard) and to a terminal renderer.
-type jobSink struct {
-	mu      sync.Mutex
-	journal *progress.Journal
-	view    progressView
-}
-
 // progressView renders events for a person or a CI log.
 type progressView interface {
 	event(e progress.Event)
 	close()
 }
 
-// newJobSink opens a journal titled title under the data directory and a
-// renderer on w: mode is "plain", "tty" or "auto" (tty when w is a
-// terminal).
-func newJobSink(w io.Writer, mode, title string) (*jobSink, error) {
+// newProgressView returns a renderer on w: mode is "plain", "tty" or
+// "auto" (tty when w is a terminal). Its event method is safe for
+// concurrent use (a pull reports layers from several goroutines).
+func newProgressView(w io.Writer, mode string) (progressView, error) {
 	var view progressView
 	switch mode {
 	case "plain":
@@ -47,40 +39,28 @@ func newJobSink(w io.Writer, mode, title string) (*jobSink, error) {
 	default:
 		return nil, fmt.Errorf("--progress %q: use auto, plain or tty", mode)
 	}
-	dir, err := vm.DataDir()
-	if err != nil {
-		return nil, err
-	}
-	j, err := progress.Create(progress.JournalDir(dir), title)
-	if err != nil {
-		return nil, err
-	}
-	return &jobSink{journal: j, view: view}, nil
+	return &syncView{view: view}, nil
 }
 
-// Emit records e in the journal and shows it. Safe for concurrent use.
-func (s *jobSink) Emit(e progress.Event) {
+// syncView serialises a view's calls and stamps events with the time.
+type syncView struct {
+	mu   sync.Mutex
+	view progressView
+}
+
+func (s *syncView) event(e progress.Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	s.journal.Emit(e)
 	s.view.event(e)
 }
 
-// Finish records the job's outcome (KindDone with digest and tags, or
-// KindError) and closes journal and view.
-func (s *jobSink) Finish(digest string, tags []string, err error) {
-	if err != nil {
-		s.Emit(progress.Event{Kind: progress.KindError, Error: err.Error()})
-	} else {
-		s.Emit(progress.Event{Kind: progress.KindDone, Digest: digest, Tags: tags})
-	}
+func (s *syncView) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.view.close()
-	s.journal.Close()
 }
 
 // plainView prints one line per event worth reading in a CI log: build

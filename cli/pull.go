@@ -7,9 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/machinetop/machinetop/app"
 	"github.com/machinetop/machinetop/images"
-	"github.com/machinetop/machinetop/images/progress"
-	"github.com/machinetop/machinetop/vm"
 )
 
 func newImagePullCmd() *cobra.Command {
@@ -32,11 +31,11 @@ func newImagePullCmd() *cobra.Command {
 				}
 				opts.Platform = &p
 			}
-			st, err := openStore()
+			a, err := openApp()
 			if err != nil {
 				return err
 			}
-			im, err := pullWithProgress(cmd.Context(), st, args[0], opts, cmd.ErrOrStderr(), mode)
+			im, err := pullWithProgress(cmd.Context(), a, args[0], opts, cmd.ErrOrStderr(), mode)
 			if err != nil {
 				return err
 			}
@@ -50,23 +49,13 @@ func newImagePullCmd() *cobra.Command {
 	return c
 }
 
-// pullWithProgress pulls ref into st, journaling and rendering its
-// progress on w.
-func pullWithProgress(ctx context.Context, st *images.Store, ref string, opts images.PullOptions, w io.Writer, mode string) (images.Image, error) {
-	sink, err := newJobSink(w, mode, "pull "+ref)
+// pullWithProgress pulls ref into a's store (journalled, see app.Pull),
+// rendering its progress on w.
+func pullWithProgress(ctx context.Context, a *app.App, ref string, opts images.PullOptions, w io.Writer, mode string) (images.Image, error) {
+	view, err := newProgressView(w, mode)
 	if err != nil {
 		return images.Image{}, err
 	}
-	opts.Emit = sink.Emit
-	res, err := st.Pull(ctx, ref, opts)
-	if err != nil {
-		sink.Finish("", nil, err)
-		return images.Image{}, err
-	}
-	sink.Emit(progress.Event{Kind: progress.KindLog, Line: fmt.Sprintf("pulled %s: %d layers downloaded (%s), %d already present",
-		res.Image.Ref(), res.Fetched, formatBytes(res.FetchedBytes), res.Skipped)})
-	sink.Finish(res.Image.Digest.String(), []string{res.Image.Ref()}, nil)
-	return res.Image, nil
+	defer view.close()
+	return a.Pull(ctx, ref, opts, view.event)
 }
-
-func formatBytes(n int64) string { return vm.FormatSize(uint64(n)) }

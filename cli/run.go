@@ -81,18 +81,15 @@ func runInMachine(cmd *cobra.Command, args []string, o *runOptions) error {
 		return fmt.Errorf("-t: the input device is not a TTY; drop -t to use pipes")
 	}
 
-	m, name, err := managerFor(o.name)
+	m, cfg, err := managerFor(o.name)
 	if err != nil {
 		return err
 	}
 	ctx := cmd.Context()
-	if err := m.Start(ctx, name); err != nil {
+	if err := m.Start(ctx, cfg); err != nil {
 		return err
 	}
-	mc, err := m.Get(ctx, name)
-	if err != nil {
-		return err
-	}
+	mc := m.Get(ctx, cfg)
 	req := &proto.ExecRequest{Argv: args, Env: env, Dir: o.workdir}
 	switch {
 	case o.root:
@@ -106,10 +103,7 @@ func runInMachine(cmd *cobra.Command, args []string, o *runOptions) error {
 			req.Dir = guestWorkdir(mc.ActiveMounts, wd)
 		}
 	}
-	cl, err := m.Agent(name)
-	if err != nil {
-		return err
-	}
+	cl := m.Agent(cfg)
 	var stdin io.Reader
 	if attachStdin {
 		stdin = os.Stdin

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/machinetop/machinetop/vm"
+	"github.com/machinetop/machinetop/vm/supervisor"
 )
 
 func newSuperviseCmd() *cobra.Command {
@@ -23,8 +24,12 @@ func newSuperviseCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			cfg, err := m.Load(args[0])
+			if err != nil {
+				return err
+			}
 			os.Stdin.Close()
-			return m.Supervise(cmd.Context(), args[0])
+			return supervisor.Run(cmd.Context(), cfg, supervisor.Options{Manager: m})
 		},
 	}
 }

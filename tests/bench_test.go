@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/machinetop/machinetop/vm"
+	"github.com/machinetop/machinetop/vm/driver"
 	"github.com/machinetop/machinetop/vm/kit"
 	"github.com/machinetop/machinetop/vm/qemu"
 )
@@ -126,7 +127,7 @@ func rawBoot(t *testing.T, e *env, rounds int) time.Duration {
 	for i := range rounds {
 		run := filepath.Join(dir, fmt.Sprint("run", i))
 		os.MkdirAll(run, 0o700)
-		spec := &vm.Spec{Name: "rawbench", CPUs: 1, MemoryBytes: vm.GiB, Kernel: kernels[0], Initramfs: initrd,
+		spec := &driver.Spec{Name: "rawbench", CPUs: 1, MemoryBytes: vm.GiB, Kernel: kernels[0], Initramfs: initrd,
 			Cmdline: "quiet panic=-1", ConsoleLog: filepath.Join(run, "console.log"), RunDir: run}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		q := exec.CommandContext(ctx, "qemu-system-x86_64", be.Args(spec, accel)...)

@@ -17,6 +17,7 @@ import (
 	"github.com/creack/pty"
 
 	"github.com/machinetop/machinetop/images/progress"
+	"github.com/machinetop/machinetop/vm/layout"
 )
 
 // screen runs the machinetop dashboard on a PTY and keeps what it draws in
@@ -228,7 +229,7 @@ func TestDashboard(t *testing.T) {
 	}
 
 	// A build journalled by another process streams into the builds view.
-	j, err := progress.Create(progress.JournalDir(e.data), "build -t e2e:test .")
+	j, err := progress.Create(layout.Data{Root: e.data}.Builds(), "build -t e2e:test .")
 	if err != nil {
 		t.Fatal(err)
 	}

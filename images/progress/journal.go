@@ -17,9 +17,6 @@ import (
 	"time"
 )
 
-// JournalDir is where journals live under machinetop's data directory.
-func JournalDir(dataDir string) string { return filepath.Join(dataDir, "builds") }
-
 // Journal appends one job's events to DIR/<job>.jsonl. Its Emit is safe
 // for concurrent use.
 type Journal struct {

@@ -14,6 +14,7 @@ import (
 	"github.com/shirou/gopsutil/v4/mem"
 	"github.com/shirou/gopsutil/v4/process"
 
+	"github.com/machinetop/machinetop/app"
 	"github.com/machinetop/machinetop/guest/client"
 	"github.com/machinetop/machinetop/guest/proto"
 	"github.com/machinetop/machinetop/images"
@@ -89,10 +90,9 @@ type Source interface {
 	Executable() string
 }
 
-// Live is the Source over a real Manager and image store.
+// Live is the Source over a real data directory (package app).
 type Live struct {
-	M     *vm.Manager
-	Store *images.Store
+	App *app.App
 	// Exe is the machinetop executable for `machinetop build`.
 	Exe string
 }
@@ -107,7 +107,7 @@ func (l *Live) Snapshot(ctx context.Context) Snapshot {
 	if v, err := mem.VirtualMemoryWithContext(ctx); err == nil {
 		s.Host.MemUsed, s.Host.MemTotal = v.Used, v.Total
 	}
-	ms, err := l.M.List(ctx)
+	ms, err := l.App.Machines.List(ctx)
 	if err != nil {
 		s.Err = err
 		return s
@@ -126,11 +126,7 @@ func (l *Live) Snapshot(ctx context.Context) Snapshot {
 		go func(r *Row) {
 			defer wg.Done()
 			r.HostRSS = rss(r.VMPID)
-			cl, err := l.M.Agent(r.Name)
-			if err != nil {
-				r.MetricsErr = err.Error()
-				return
-			}
+			cl := l.App.Machines.Agent(&r.Config)
 			mctx, cancel := context.WithTimeout(ctx, metricsTimeout)
 			defer cancel()
 			mt, err := cl.Metrics(mctx)
@@ -164,56 +160,80 @@ func rss(pid int) uint64 {
 	return mi.RSS
 }
 
+// machine loads the machine name and calls fn with it.
+func (l *Live) machine(name string, fn func(*vm.Manager, *vm.Config) error) error {
+	cfg, err := l.App.Machines.Load(name)
+	if err != nil {
+		return err
+	}
+	return fn(l.App.Machines, cfg)
+}
+
 // Start implements Source.
-func (l *Live) Start(ctx context.Context, name string) error { return l.M.Start(ctx, name) }
+func (l *Live) Start(ctx context.Context, name string) error {
+	return l.machine(name, func(m *vm.Manager, c *vm.Config) error { return m.Start(ctx, c) })
+}
 
 // Stop implements Source with vm.DefaultStopTimeout.
 func (l *Live) Stop(ctx context.Context, name string) error {
-	return l.M.Stop(ctx, name, vm.DefaultStopTimeout)
+	return l.machine(name, func(m *vm.Manager, c *vm.Config) error { return m.Stop(ctx, c, vm.DefaultStopTimeout) })
 }
 
 // Restart implements Source with vm.DefaultStopTimeout.
 func (l *Live) Restart(ctx context.Context, name string) error {
-	return l.M.Restart(ctx, name, vm.DefaultStopTimeout)
+	return l.machine(name, func(m *vm.Manager, c *vm.Config) error { return m.Restart(ctx, c, vm.DefaultStopTimeout) })
 }
 
 // Delete implements Source.
 func (l *Live) Delete(ctx context.Context, name string) error {
-	_, err := l.M.Delete(ctx, name)
-	return err
+	return l.machine(name, func(m *vm.Manager, c *vm.Config) error {
+		_, err := m.Delete(ctx, c)
+		return err
+	})
 }
 
 // SetDefault implements Source.
-func (l *Live) SetDefault(name string) error { return l.M.SetDefault(name) }
+func (l *Live) SetDefault(name string) error {
+	return l.machine(name, func(m *vm.Manager, c *vm.Config) error { return m.SetDefault(c) })
+}
 
-// Create implements Source: create, then boot.
+// Create implements Source: create (pulling the image when it is not
+// stored; the pull is journalled, so the builds view shows it), then boot.
 func (l *Live) Create(ctx context.Context, opts vm.CreateOptions) error {
-	cfg, err := l.M.Create(ctx, opts)
+	cfg, err := l.App.Create(ctx, opts, nil)
 	if err != nil {
 		return err
 	}
-	return l.M.Start(ctx, cfg.Name)
+	return l.App.Machines.Start(ctx, cfg)
 }
 
 // Images implements Source.
-func (l *Live) Images() ([]images.Image, error) { return l.Store.List() }
+func (l *Live) Images() ([]images.Image, error) { return l.App.Images.List() }
 
-// RemoveImage implements Source.
-func (l *Live) RemoveImage(ref string) error { return l.Store.Remove(ref) }
+// RemoveImage implements Source: the dashboard asked y/N and shows who
+// uses an image, so the removal is forced.
+func (l *Live) RemoveImage(ref string) error { return l.App.RemoveImage(ref, true) }
 
 // Pull implements Source.
 func (l *Live) Pull(ctx context.Context, ref string, ev func(progress.Event)) error {
-	return pull(ctx, l, ref, ev)
+	_, err := l.App.Pull(ctx, ref, images.PullOptions{}, ev)
+	return err
 }
 
 // Agent implements Source.
-func (l *Live) Agent(name string) (*client.Client, error) { return l.M.Agent(name) }
+func (l *Live) Agent(name string) (*client.Client, error) {
+	cfg, err := l.App.Machines.Load(name)
+	if err != nil {
+		return nil, err
+	}
+	return l.App.Machines.Agent(cfg), nil
+}
 
 // ConsoleLog implements Source.
-func (l *Live) ConsoleLog(name string) string { return l.M.ConsoleLog(name) }
+func (l *Live) ConsoleLog(name string) string { return l.App.Machines.ConsoleLog(name) }
 
 // JournalDir implements Source.
-func (l *Live) JournalDir() string { return progress.JournalDir(l.M.DataDir) }
+func (l *Live) JournalDir() string { return l.App.Data.Builds() }
 
 // Executable implements Source.
 func (l *Live) Executable() string { return l.Exe }

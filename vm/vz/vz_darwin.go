@@ -494,4 +494,3 @@ func (i *instance) Wait() error {
 	<-i.done
 	return i.err
 }
-

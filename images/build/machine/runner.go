@@ -228,22 +228,20 @@ func (r *Runner) create(ctx context.Context, base v1.Image, output io.Writer) (*
 	if cpus == 0 {
 		cpus = vm.HostCPUs()
 	}
-	if _, err := mgr.Create(ctx, vm.CreateOptions{
+	cfg, err := mgr.Create(ctx, vm.CreateOptions{
 		Image: d.String(), Name: name, CPUs: cpus, MemoryBytes: mem,
 		// A Dockerfile's RUN sees no host files: the build context reaches
 		// it only through COPY and ADD.
 		HomeMount: vm.HomeMountNone, Builder: true,
-	}); err != nil {
+	})
+	if err != nil {
 		return nil, fmt.Errorf("creating builder machine: %w", err)
 	}
 	r.made = append(r.made, name)
-	if err := r.Manager.Start(ctx, name); err != nil {
+	if err := r.Manager.Start(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("starting builder machine: %w", err)
 	}
-	ag, err := r.Manager.Agent(name)
-	if err != nil {
-		return nil, err
-	}
+	ag := r.Manager.Agent(cfg)
 	chain, err := diffIDs(base)
 	if err != nil {
 		return nil, err
@@ -266,10 +264,17 @@ func (r *Runner) Close() error {
 func (r *Runner) drop(name string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := r.Manager.Stop(ctx, name, 5*time.Second); err != nil && !errors.Is(err, vm.ErrNotFound) {
+	cfg, err := r.Manager.Load(name)
+	if errors.Is(err, vm.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
 		return err
 	}
-	_, err := r.Manager.Delete(ctx, name)
+	if err := r.Manager.Stop(ctx, cfg, 5*time.Second); err != nil {
+		return err
+	}
+	_, err = r.Manager.Delete(ctx, cfg)
 	if errors.Is(err, vm.ErrNotFound) {
 		err = nil
 	}
@@ -286,7 +291,7 @@ type cacheSource struct {
 }
 
 func (c *cacheSource) Rootfs(ctx context.Context, ref string) (string, string, string, error) {
-	dir := filepath.Join(c.r.Manager.DataDir, "tmp")
+	dir := c.r.Manager.Data.Tmp()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", "", "", err
 	}

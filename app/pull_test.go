@@ -1,9 +1,8 @@
-package source
+package app
 
 import (
 	"context"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -14,13 +13,13 @@ import (
 
 	"github.com/machinetop/machinetop/images"
 	"github.com/machinetop/machinetop/images/progress"
-	"github.com/machinetop/machinetop/vm"
+	"github.com/machinetop/machinetop/vm/layout"
 )
 
-// TestLivePullJournalsAndReportsLayers pulls from a registry served on
+// TestPullJournalsAndReportsLayers pulls from a registry served on
 // loopback and checks the per-layer events and the journal the builds
 // view lists.
-func TestLivePullJournalsAndReportsLayers(t *testing.T) {
+func TestPullJournalsAndReportsLayers(t *testing.T) {
 	srv := httptest.NewServer(registry.New())
 	defer srv.Close()
 	ref := strings.TrimPrefix(srv.URL, "http://") + "/test/img:v1"
@@ -32,15 +31,13 @@ func TestLivePullJournalsAndReportsLayers(t *testing.T) {
 	if err := remote.Write(r, img); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	st, err := images.Open(filepath.Join(dir, "images"))
+	a, err := OpenAt(layout.Data{Root: t.TempDir()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &Live{M: &vm.Manager{DataDir: dir}, Store: st}
 	layers := map[string]bool{}
 	var done bool
-	err = l.Pull(context.Background(), ref, func(e progress.Event) {
+	_, err = a.Pull(context.Background(), ref, images.PullOptions{}, func(e progress.Event) {
 		switch e.Kind {
 		case progress.KindBytes:
 			layers[e.Layer] = true
@@ -54,11 +51,11 @@ func TestLivePullJournalsAndReportsLayers(t *testing.T) {
 	if len(layers) != 3 || !done {
 		t.Errorf("events: %d layers, done %v", len(layers), done)
 	}
-	jobs, err := progress.List(l.JournalDir())
+	jobs, err := progress.List(a.Data.Builds())
 	if err != nil || len(jobs) != 1 || jobs[0].State != "done" || jobs[0].Title != "pull "+ref {
 		t.Errorf("journal: %+v %v", jobs, err)
 	}
-	if imgs, _ := l.Images(); len(imgs) != 1 {
+	if imgs, _ := a.Images.List(); len(imgs) != 1 {
 		t.Errorf("store has %d images", len(imgs))
 	}
 }
