@@ -1,8 +1,11 @@
-// Package vm manages machines: their configuration and state on disk, the
-// per-machine supervisor process that owns a running VM, and the Backend
-// interface that the QEMU (Linux) and Virtualization.framework (macOS)
-// drivers implement. The Manager is used in-process by both the CLI and the
-// dashboard.
+// Package vm is machinetop's machine store and its verbs, the part both
+// front ends call (as Lima's pkg/store and pkg/instance): a machine's
+// configuration (Config) and validation, the machines of a data directory
+// (Manager: Create, Load, Resolve, List, Get, Set, Delete, the default
+// machine), and the lifecycle verbs Start, Stop, Restart and Agent, which
+// take a loaded machine and talk to its supervisor process over the
+// control socket (vm/control). The supervisor itself is vm/supervisor, the
+// hypervisor contract vm/driver, file names vm/layout.
 package vm
 
 import (
