@@ -523,7 +523,9 @@ func setEnv(env []string, k, v string) []string {
 	return append(env, k+"="+v)
 }
 
-// command runs one instruction of st as a step.
+// command runs one instruction of st as a step: ARG changes only what
+// later steps see; COPY/ADD, RUN and the metadata instructions each become
+// a cached step.
 func (b *builder) command(ctx context.Context, st *stage, c instructions.Command) error {
 	title := strings.ToUpper(c.Name())
 	if s, ok := c.(fmt.Stringer); ok {
@@ -541,173 +543,219 @@ func (b *builder) command(ctx context.Context, st *stage, c instructions.Command
 		}
 	}
 	if a, ok := c.(*instructions.ArgCommand); ok {
-		// Not a step: ARG only changes what later steps see.
-		for _, kv := range a.Args {
-			v, ok := b.opts.BuildArgs[kv.Key]
-			if !ok && kv.Value != nil {
-				v, ok = *kv.Value, true
-			}
-			if !ok {
-				if mv := getEnv(b.metaArgs, kv.Key); mv != nil {
-					v, ok = *mv, true
-				}
-			}
-			if ok {
-				st.args = setEnv(st.args, kv.Key, v)
-			}
-		}
+		b.applyArg(st, a)
 		return nil
 	}
 	b.step++
-	step := b.step
-	b.emit(progress.Event{Kind: progress.KindStepStart, Step: step, Total: b.total, Title: title})
-	start := time.Now()
-	var tail *tailLines
-	fail := func(err error) error {
-		b.emit(progress.Event{Kind: progress.KindStepFailed, Step: step, Error: err.Error()})
-		e := &Error{File: b.file, Line: loc, Step: step, Instruction: title, Err: err}
-		if tail != nil {
-			e.Output = tail.lines
-		}
-		return e
-	}
+	sp := &step{b: b, st: st, c: c, n: b.step, title: title, loc: loc, start: time.Now()}
+	b.emit(progress.Event{Kind: progress.KindStepStart, Step: sp.n, Total: b.total, Title: title})
 	parent, err := st.img.Digest()
 	if err != nil {
-		return fail(err)
+		return sp.fail(err)
 	}
-	spec, _ := json.Marshal(c)
-	keyOf := func(extra ...string) string {
-		h := sha256.New()
-		fmt.Fprintf(h, "machinetop-build-v1\x00%s\x00%T\x00%s\x00", parent, c, spec)
-		for _, x := range extra {
-			fmt.Fprintf(h, "%s\x00", x)
-		}
-		return fmt.Sprintf("%x", h.Sum(nil))
-	}
-	// lookup takes a cached result; store stores a new one.
-	done := func(img v1.Image) error {
-		cfg, err := img.ConfigFile()
-		if err != nil {
-			return fail(err)
-		}
-		st.img, st.cfg = img, cfg.DeepCopy()
-		return nil
-	}
-	lookup := func(key string) bool {
-		if b.opts.NoCache {
-			return false
-		}
-		img, ok := b.opts.Store.CacheGet(key)
-		if !ok {
-			return false
-		}
-		if err := done(img); err != nil {
-			return false
-		}
-		b.cached++
-		b.emit(progress.Event{Kind: progress.KindStepCached, Step: step})
-		return true
-	}
-	store := func(key string, img v1.Image) error {
-		img, err := b.opts.Store.CachePut(ctx, key, img)
-		if err != nil {
-			return fail(err)
-		}
-		if err := done(img); err != nil {
-			return err
-		}
-		b.emit(progress.Event{Kind: progress.KindStepDone, Step: step, Duration: time.Since(start).Seconds()})
-		return nil
-	}
-	history := v1.History{Created: v1.Time{Time: time.Now().UTC().Truncate(time.Second)}, CreatedBy: title, Comment: "machinetop build"}
-
+	sp.parent = parent
+	sp.spec, _ = json.Marshal(c)
+	sp.history = v1.History{Created: v1.Time{Time: time.Now().UTC().Truncate(time.Second)}, CreatedBy: title, Comment: "machinetop build"}
 	switch c := c.(type) {
 	case *instructions.CopyCommand, *instructions.AddCommand:
-		layer, hash, err := b.copyLayer(ctx, st, c)
-		if err != nil {
-			return fail(err)
-		}
-		key := keyOf(hash)
-		if lookup(key) {
-			return nil
-		}
-		l, err := layer()
-		if err != nil {
-			return fail(err)
-		}
-		img, err := mutate.Append(st.img, mutate.Addendum{Layer: l, History: history, MediaType: types.OCILayer})
-		if err != nil {
-			return fail(err)
-		}
-		return store(key, img)
-
+		return sp.copy(ctx)
 	case *instructions.RunCommand:
-		req, err := b.runRequest(st, c)
-		if err != nil {
-			return fail(err)
-		}
-		env, _ := json.Marshal(req)
-		key := keyOf(string(env))
-		if lookup(key) {
-			return nil
-		}
-		if b.opts.Runner == nil {
-			return fail(errors.New("RUN needs a builder machine, and none is available"))
-		}
-		tail = &tailLines{max: 20}
-		out := &lineWriter{emit: func(s string) {
-			tail.add(s)
-			b.emit(progress.Event{Kind: progress.KindLog, Step: step, Line: s})
-		}}
-		pr, pw := io.Pipe()
-		type layerRes struct {
-			l   *images.FileLayer
-			err error
-		}
-		ch := make(chan layerRes, 1)
-		go func() {
-			l, err := images.NewFileLayer(pr, b.tmp)
-			pr.CloseWithError(err)
-			ch <- layerRes{l, err}
-		}()
-		runErr := b.opts.Runner.Run(ctx, st.img, req, out, pw)
-		out.flush()
-		pw.CloseWithError(runErr)
-		lr := <-ch
-		if runErr != nil {
-			if ctx.Err() != nil {
-				return fail(ctx.Err())
-			}
-			return fail(runErr)
-		}
-		if lr.err != nil {
-			return fail(fmt.Errorf("reading the step's changes: %w", lr.err))
-		}
-		history.CreatedBy = "RUN " + strings.Join(req.Argv, " ")
-		img, err := mutate.Append(st.img, mutate.Addendum{Layer: lr.l, History: history, MediaType: types.OCILayer})
-		if err != nil {
-			return fail(err)
-		}
-		return store(key, img)
-
+		return sp.run(ctx, c)
 	default:
-		cfg := st.cfg.DeepCopy()
-		if err := b.metadata(st, cfg, c); err != nil {
-			return fail(err)
-		}
-		key := keyOf()
-		if lookup(key) {
-			return nil
-		}
-		history.EmptyLayer = true
-		cfg.History = append(cfg.History, history)
-		cfg.Created = history.Created
-		img, err := mutate.ConfigFile(st.img, cfg)
-		if err != nil {
-			return fail(err)
-		}
-		return store(key, img)
+		return sp.meta(ctx)
 	}
+}
+
+// applyArg sets an ARG's value in st: a --build-arg, else the ARG's
+// default, else a global (pre-FROM) ARG of the same name.
+func (b *builder) applyArg(st *stage, a *instructions.ArgCommand) {
+	for _, kv := range a.Args {
+		v, ok := b.opts.BuildArgs[kv.Key]
+		if !ok && kv.Value != nil {
+			v, ok = *kv.Value, true
+		}
+		if !ok {
+			if mv := getEnv(b.metaArgs, kv.Key); mv != nil {
+				v, ok = *mv, true
+			}
+		}
+		if ok {
+			st.args = setEnv(st.args, kv.Key, v)
+		}
+	}
+}
+
+// step is one build step being run: where it is, what it builds on, and
+// the output kept for its error.
+type step struct {
+	b       *builder
+	st      *stage
+	c       instructions.Command
+	n       int    // step number, from 1
+	title   string // the instruction as written
+	loc     int    // line in the Dockerfile
+	start   time.Time
+	parent  v1.Hash // the image the step builds on
+	spec    []byte  // the parsed instruction, for the cache key
+	history v1.History
+	tail    *tailLines // RUN's last output lines
+}
+
+// fail reports the step failed and returns its *Error.
+func (s *step) fail(err error) error {
+	s.b.emit(progress.Event{Kind: progress.KindStepFailed, Step: s.n, Error: err.Error()})
+	e := &Error{File: s.b.file, Line: s.loc, Step: s.n, Instruction: s.title, Err: err}
+	if s.tail != nil {
+		e.Output = s.tail.lines
+	}
+	return e
+}
+
+// key is the step's cache key: the parent image, the instruction and
+// whatever else the result depends on (copied content, RUN's request).
+func (s *step) key(extra ...string) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "machinetop-build-v1\x00%s\x00%T\x00%s\x00", s.parent, s.c, s.spec)
+	for _, x := range extra {
+		fmt.Fprintf(h, "%s\x00", x)
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// done makes img the stage's current image.
+func (s *step) done(img v1.Image) error {
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return s.fail(err)
+	}
+	s.st.img, s.st.cfg = img, cfg.DeepCopy()
+	return nil
+}
+
+// cached takes the cached result for key, reporting whether there was one.
+func (s *step) cached(key string) bool {
+	if s.b.opts.NoCache {
+		return false
+	}
+	img, ok := s.b.opts.Store.CacheGet(key)
+	if !ok {
+		return false
+	}
+	if err := s.done(img); err != nil {
+		return false
+	}
+	s.b.cached++
+	s.b.emit(progress.Event{Kind: progress.KindStepCached, Step: s.n})
+	return true
+}
+
+// store caches img under key and makes it the stage's image.
+func (s *step) store(ctx context.Context, key string, img v1.Image) error {
+	img, err := s.b.opts.Store.CachePut(ctx, key, img)
+	if err != nil {
+		return s.fail(err)
+	}
+	if err := s.done(img); err != nil {
+		return err
+	}
+	s.b.emit(progress.Event{Kind: progress.KindStepDone, Step: s.n, Duration: time.Since(s.start).Seconds()})
+	return nil
+}
+
+// append adds layer l to the stage's image and stores the result.
+func (s *step) append(ctx context.Context, key string, l v1.Layer) error {
+	img, err := mutate.Append(s.st.img, mutate.Addendum{Layer: l, History: s.history, MediaType: types.OCILayer})
+	if err != nil {
+		return s.fail(err)
+	}
+	return s.store(ctx, key, img)
+}
+
+// copy runs COPY or ADD: a layer of the copied files, keyed by their
+// content.
+func (s *step) copy(ctx context.Context) error {
+	layer, hash, err := s.b.copyLayer(ctx, s.st, s.c)
+	if err != nil {
+		return s.fail(err)
+	}
+	key := s.key(hash)
+	if s.cached(key) {
+		return nil
+	}
+	l, err := layer()
+	if err != nil {
+		return s.fail(err)
+	}
+	return s.append(ctx, key, l)
+}
+
+// run runs RUN in a builder machine; the layer is what the command
+// changed.
+func (s *step) run(ctx context.Context, c *instructions.RunCommand) error {
+	req, err := s.b.runRequest(s.st, c)
+	if err != nil {
+		return s.fail(err)
+	}
+	env, _ := json.Marshal(req)
+	key := s.key(string(env))
+	if s.cached(key) {
+		return nil
+	}
+	if s.b.opts.Runner == nil {
+		return s.fail(errors.New("RUN needs a builder machine, and none is available"))
+	}
+	s.tail = &tailLines{max: 20}
+	out := &lineWriter{emit: func(line string) {
+		s.tail.add(line)
+		s.b.emit(progress.Event{Kind: progress.KindLog, Step: s.n, Line: line})
+	}}
+	pr, pw := io.Pipe()
+	type layerRes struct {
+		l   *images.FileLayer
+		err error
+	}
+	ch := make(chan layerRes, 1)
+	go func() {
+		l, err := images.NewFileLayer(pr, s.b.tmp)
+		pr.CloseWithError(err)
+		ch <- layerRes{l, err}
+	}()
+	runErr := s.b.opts.Runner.Run(ctx, s.st.img, req, out, pw)
+	out.flush()
+	pw.CloseWithError(runErr)
+	lr := <-ch
+	if runErr != nil {
+		if ctx.Err() != nil {
+			return s.fail(ctx.Err())
+		}
+		return s.fail(runErr)
+	}
+	if lr.err != nil {
+		return s.fail(fmt.Errorf("reading the step's changes: %w", lr.err))
+	}
+	s.history.CreatedBy = "RUN " + strings.Join(req.Argv, " ")
+	return s.append(ctx, key, lr.l)
+}
+
+// meta runs an instruction that changes only the image configuration
+// (ENV, WORKDIR, USER, CMD, …): an empty layer in the history.
+func (s *step) meta(ctx context.Context) error {
+	cfg := s.st.cfg.DeepCopy()
+	if err := s.b.metadata(s.st, cfg, s.c); err != nil {
+		return s.fail(err)
+	}
+	key := s.key()
+	if s.cached(key) {
+		return nil
+	}
+	s.history.EmptyLayer = true
+	cfg.History = append(cfg.History, s.history)
+	cfg.Created = s.history.Created
+	img, err := mutate.ConfigFile(s.st.img, cfg)
+	if err != nil {
+		return s.fail(err)
+	}
+	return s.store(ctx, key, img)
 }
 
 // runRequest builds the RunRequest of a RUN in st.
@@ -824,85 +872,15 @@ func (b *builder) metadata(st *stage, cfg *v1.ConfigFile, c instructions.Command
 // function making the compressed layer, plus the content hash for the
 // cache key.
 func (b *builder) copyLayer(ctx context.Context, st *stage, c instructions.Command) (func() (v1.Layer, error), string, error) {
-	var sd instructions.SourcesAndDest
-	var from, chown, chmod string
-	isAdd := false
-	switch c := c.(type) {
-	case *instructions.CopyCommand:
-		sd, from, chown, chmod = c.SourcesAndDest, c.From, c.Chown, c.Chmod
-		if c.Parents || len(c.ExcludePatterns) > 0 {
-			return nil, "", errors.New("COPY --parents and --exclude are not supported")
-		}
-	case *instructions.AddCommand:
-		sd, chown, chmod, isAdd = c.SourcesAndDest, c.Chown, c.Chmod, true
-		if len(c.ExcludePatterns) > 0 || c.Checksum != "" {
-			return nil, "", errors.New("ADD --exclude and --checksum are not supported")
-		}
-	}
-	if len(sd.SourceContents) > 0 {
-		return nil, "", errors.New("here-documents in COPY and ADD are not supported")
-	}
-	for _, s := range sd.SourcePaths {
-		if isAdd && isURL(s) {
-			return nil, "", fmt.Errorf("ADD from a URL (%s) is not supported: download the file into the build context and COPY it", s)
-		}
-	}
-	var src *source
-	var err error
-	srcTag := "context"
-	if from != "" {
-		var img v1.Image
-		if j, ok := b.stageIndex(from, st.index); ok {
-			img = b.built[j].img
-			srcTag = "stage " + from
-		} else {
-			if img, _, err = b.fromImage(ctx, from); err != nil {
-				return nil, "", fmt.Errorf("--from=%s: %w", from, err)
-			}
-			srcTag = "image " + from
-		}
-		if src, err = b.imageSource(ctx, img, srcTag); err != nil {
-			return nil, "", err
-		}
-	} else {
-		if b.ctxSrc == nil {
-			if b.ctxSrc, err = contextSource(b.opts.ContextDir); err != nil {
-				return nil, "", err
-			}
-		}
-		src = b.ctxSrc
-	}
-	spec := copySpec{srcs: sd.SourcePaths, extract: isAdd && from == "", zeroIDs: from == ""}
-	dest := sd.DestPath
-	spec.destDir = strings.HasSuffix(dest, "/") || dest == "." || strings.HasSuffix(dest, "/.")
-	if !path.IsAbs(dest) {
-		wd := st.cfg.Config.WorkingDir
-		if wd == "" {
-			wd = "/"
-		}
-		dest = path.Join(wd, dest)
-	}
-	spec.dest = dest
-	if spec.chmod, err = parseChmod(chmod); err != nil {
+	args, err := copyArgsOf(c)
+	if err != nil {
 		return nil, "", err
 	}
-	spec.uid, spec.gid, err = parseChown(chown, func(file string) (string, error) {
-		s, err := b.imageSource(ctx, st.img, "the stage's image")
-		if err != nil {
-			return "", err
-		}
-		e, ok := s.entries[file]
-		if !ok || e.open == nil {
-			return "", nil
-		}
-		rc, err := e.open()
-		if err != nil {
-			return "", err
-		}
-		defer rc.Close()
-		data, err := io.ReadAll(rc)
-		return string(data), err
-	})
+	src, srcTag, err := b.copySource(ctx, st, args.from)
+	if err != nil {
+		return nil, "", err
+	}
+	spec, err := b.copySpecFor(ctx, st, args)
 	if err != nil {
 		return nil, "", err
 	}
@@ -919,14 +897,116 @@ func (b *builder) copyLayer(ctx context.Context, st *stage, c instructions.Comma
 		w.discard()
 		return nil, "", err
 	}
-	hash = srcTag + ":" + hash
 	return func() (v1.Layer, error) {
 		defer w.discard()
 		if _, err := w.f.Seek(0, io.SeekStart); err != nil {
 			return nil, err
 		}
 		return images.NewFileLayer(w.f, b.tmp)
-	}, hash, nil
+	}, srcTag + ":" + hash, nil
+}
+
+// copyArgs are the parts of a COPY or ADD that copyLayer uses.
+type copyArgs struct {
+	sd                 instructions.SourcesAndDest
+	from, chown, chmod string
+	isAdd              bool
+}
+
+// copyArgsOf returns c's arguments, or an error for a form we do not
+// support (here-documents, --parents, --exclude, --checksum, URLs).
+func copyArgsOf(c instructions.Command) (copyArgs, error) {
+	var a copyArgs
+	switch c := c.(type) {
+	case *instructions.CopyCommand:
+		a.sd, a.from, a.chown, a.chmod = c.SourcesAndDest, c.From, c.Chown, c.Chmod
+		if c.Parents || len(c.ExcludePatterns) > 0 {
+			return a, errors.New("COPY --parents and --exclude are not supported")
+		}
+	case *instructions.AddCommand:
+		a.sd, a.chown, a.chmod, a.isAdd = c.SourcesAndDest, c.Chown, c.Chmod, true
+		if len(c.ExcludePatterns) > 0 || c.Checksum != "" {
+			return a, errors.New("ADD --exclude and --checksum are not supported")
+		}
+	}
+	if len(a.sd.SourceContents) > 0 {
+		return a, errors.New("here-documents in COPY and ADD are not supported")
+	}
+	for _, s := range a.sd.SourcePaths {
+		if a.isAdd && isURL(s) {
+			return a, fmt.Errorf("ADD from a URL (%s) is not supported: download the file into the build context and COPY it", s)
+		}
+	}
+	return a, nil
+}
+
+// copySource returns where a COPY reads from: the build context, or with
+// --from an earlier stage or an image; tag names it for the cache key.
+func (b *builder) copySource(ctx context.Context, st *stage, from string) (src *source, tag string, err error) {
+	if from == "" {
+		if b.ctxSrc == nil {
+			if b.ctxSrc, err = contextSource(b.opts.ContextDir); err != nil {
+				return nil, "", err
+			}
+		}
+		return b.ctxSrc, "context", nil
+	}
+	var img v1.Image
+	if j, ok := b.stageIndex(from, st.index); ok {
+		img, tag = b.built[j].img, "stage "+from
+	} else {
+		if img, _, err = b.fromImage(ctx, from); err != nil {
+			return nil, "", fmt.Errorf("--from=%s: %w", from, err)
+		}
+		tag = "image " + from
+	}
+	src, err = b.imageSource(ctx, img, tag)
+	return src, tag, err
+}
+
+// copySpecFor resolves a COPY's destination against the working
+// directory, and its --chmod and --chown (names looked up in the stage's
+// own /etc/passwd and /etc/group).
+func (b *builder) copySpecFor(ctx context.Context, st *stage, a copyArgs) (copySpec, error) {
+	spec := copySpec{srcs: a.sd.SourcePaths, extract: a.isAdd && a.from == "", zeroIDs: a.from == ""}
+	dest := a.sd.DestPath
+	spec.destDir = strings.HasSuffix(dest, "/") || dest == "." || strings.HasSuffix(dest, "/.")
+	if !path.IsAbs(dest) {
+		wd := st.cfg.Config.WorkingDir
+		if wd == "" {
+			wd = "/"
+		}
+		dest = path.Join(wd, dest)
+	}
+	spec.dest = dest
+	var err error
+	if spec.chmod, err = parseChmod(a.chmod); err != nil {
+		return spec, err
+	}
+	spec.uid, spec.gid, err = parseChown(a.chown, func(file string) (string, error) {
+		return b.stageFile(ctx, st, file)
+	})
+	return spec, err
+}
+
+// stageFile returns the content of file in the stage's image, "" when it
+// has none.
+func (b *builder) stageFile(ctx context.Context, st *stage, file string) (string, error) {
+	s, err := b.imageSource(ctx, st.img, "the stage's image")
+	if err != nil {
+		return "", err
+	}
+	e, ok := s.entries[file]
+	if !ok || e.open == nil {
+		return "", nil
+	}
+	rc, err := e.open()
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	return string(data), err
 }
 
 // imageSource returns the flattened file tree of img, made once per build.
