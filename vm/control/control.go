@@ -21,6 +21,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/machinetop/machinetop/guest/proto"
 )
 
 // Op is a control operation.
@@ -186,7 +188,7 @@ func Dial(ctx context.Context, path string, req Request) (net.Conn, *Response, e
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
 	}
-	if err := writeLine(c, req); err != nil {
+	if err := proto.WriteLine(c, req); err != nil {
 		c.Close()
 		return nil, nil, err
 	}
@@ -267,16 +269,7 @@ func ReadLine(c io.Reader, v any) error {
 }
 
 // WriteResponse writes r as one JSON line.
-func WriteResponse(w io.Writer, r Response) error { return writeLine(w, r) }
-
-func writeLine(w io.Writer, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(append(b, '\n'))
-	return err
-}
+func WriteResponse(w io.Writer, r Response) error { return proto.WriteLine(w, r) }
 
 // Listen listens on a unix socket at path that only the current user can
 // connect to (created with mode 0600; its directory must be 0700). A stale
