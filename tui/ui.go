@@ -1,8 +1,10 @@
 // Package tui is machinetop's dashboard: the root Bubble Tea model that
-// owns the views (machines, machine detail, images, builds), routes keys,
-// refreshes the machine snapshot every couple of seconds in a tea.Cmd and
-// draws the title bar, status line and key footer around the active view.
-// The views live in sub-packages and talk through package common.
+// keeps the views (machines, machine detail, images, builds) in a list of
+// common.Component, routes keys and messages to them, refreshes the
+// machine snapshot every couple of seconds in a tea.Cmd and draws the
+// title bar, status line and key footer (from the active view's key help)
+// around the active view. The views live in sub-packages and talk through
+// package common's messages.
 package tui
 
 import (
@@ -23,17 +25,6 @@ import (
 	"github.com/machinetop/machinetop/tui/machines"
 	"github.com/machinetop/machinetop/tui/shell"
 	"github.com/machinetop/machinetop/tui/source"
-)
-
-// View identifies the active view.
-type View int
-
-// Views.
-const (
-	ViewMachines View = iota
-	ViewDetail
-	ViewImages
-	ViewBuilds
 )
 
 // FPS is the frame rate the dashboard's renderer runs at: the shell
@@ -64,15 +55,31 @@ type Options struct {
 
 type tickMsg struct{ gen int }
 
+// page is one top-level view and how the root shows it.
+type page struct {
+	id   keys.View
+	view common.Component
+	// show is the global key that makes the view active; its key labels
+	// the view's tab. Unbound for a view reached from another (detail).
+	show key.Binding
+	// parent is the view whose tab stays lit while this one is active and
+	// which back returns to; "" for a view with a tab.
+	parent keys.View
+}
+
 // Model is the root model.
 type Model struct {
-	ctx        *common.Context
-	opts       Options
-	view       View
-	machines   *machines.Model
-	detail     *detail.Model
-	images     *imagesview.Model
-	builds     *builds.Model
+	ctx  *common.Context
+	opts Options
+	// pages are the views in title-bar order; active is the id of the one
+	// shown.
+	pages  []page
+	active keys.View
+	// The views by type, for Close and the accessors tests use.
+	machines *machines.Model
+	detail   *detail.Model
+	builds   *builds.Model
+
 	help       bool
 	status     common.StatusMsg
 	statusAt   time.Time
@@ -80,7 +87,6 @@ type Model struct {
 	height     int
 	fetching   bool
 	refreshGen int
-	loaded     bool
 }
 
 // New returns the dashboard's root model.
@@ -94,18 +100,24 @@ func New(o Options) *Model {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	ctx := &common.Context{Src: o.Src, Theme: o.Theme, Keys: keys.Default(), Width: 80, Height: 21, Now: o.Now}
-	return &Model{
-		ctx: ctx, opts: o, machines: machines.New(ctx), detail: detail.New(ctx),
-		images: imagesview.New(ctx), builds: builds.New(ctx), width: 80, height: 24,
+	ctx := &common.Context{Src: o.Src, Theme: o.Theme, Keys: keys.Default(), Now: o.Now}
+	m := &Model{ctx: ctx, opts: o, machines: machines.New(ctx), detail: detail.New(ctx), builds: builds.New(ctx), active: keys.Machines}
+	k := ctx.Keys
+	m.pages = []page{
+		{id: keys.Machines, view: m.machines, show: k.ViewMachines},
+		{id: keys.Detail, view: m.detail, parent: keys.Machines},
+		{id: keys.Images, view: imagesview.New(ctx), show: k.ViewImages},
+		{id: keys.Builds, view: m.builds, show: k.ViewBuilds},
 	}
+	m.setSize(80, 24)
+	return m
 }
 
 // Context returns the shared context (tests).
 func (m *Model) Context() *common.Context { return m.ctx }
 
 // ActiveView returns the active view.
-func (m *Model) ActiveView() View { return m.view }
+func (m *Model) ActiveView() keys.View { return m.active }
 
 // Machines returns the machines view (tests).
 func (m *Model) Machines() *machines.Model { return m.machines }
@@ -146,43 +158,48 @@ func (m *Model) fetch() tea.Cmd {
 	}
 }
 
+// bodyHeight is the height of the views' area: the screen less the title
+// bar, the status line and the footer.
+func (m *Model) bodyHeight() int { return max(m.height-3, 1) }
+
 func (m *Model) setSize(w, h int) {
 	m.width, m.height = w, h
-	m.ctx.Width, m.ctx.Height = w, max(h-3, 1)
-}
-
-func (m *Model) capturing() bool {
-	switch m.view {
-	case ViewMachines:
-		return m.machines.Capturing()
-	case ViewDetail:
-		return m.detail.Capturing()
-	case ViewImages:
-		return m.images.Capturing()
-	case ViewBuilds:
-		return m.builds.Capturing()
+	for _, p := range m.pages {
+		p.view.SetSize(w, m.bodyHeight())
 	}
-	return false
 }
 
-func (m *Model) switchTo(v View) tea.Cmd {
-	if v == m.view {
+// page returns the page of view id; an unknown id is the first page.
+func (m *Model) page(id keys.View) page {
+	for _, p := range m.pages {
+		if p.id == id {
+			return p
+		}
+	}
+	return m.pages[0]
+}
+
+// current returns the active view.
+func (m *Model) current() common.Component { return m.page(m.active).view }
+
+// show makes view id the active one.
+func (m *Model) show(id keys.View) tea.Cmd {
+	next := m.page(id)
+	if next.id == m.active {
 		return nil
 	}
-	if m.view == ViewDetail {
-		m.detail.Hide()
+	m.current().Hide()
+	m.active = next.id
+	return next.view.Show()
+}
+
+// broadcast gives msg to every view.
+func (m *Model) broadcast(msg tea.Msg) tea.Cmd {
+	cmds := make([]tea.Cmd, 0, len(m.pages))
+	for _, p := range m.pages {
+		cmds = append(cmds, p.view.Update(msg))
 	}
-	if m.view == ViewBuilds {
-		m.builds.Hide()
-	}
-	m.view = v
-	switch v {
-	case ViewImages:
-		return m.images.Load()
-	case ViewBuilds:
-		return m.builds.Show()
-	}
-	return nil
+	return tea.Batch(cmds...)
 }
 
 // Update handles a message.
@@ -190,7 +207,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case tea.WindowSizeMsg:
 		m.setSize(msg.Width, msg.Height)
-		return m, m.detail.Update(msg)
+		return m, nil
 	case tea.BackgroundColorMsg:
 		if !m.opts.ThemeFixed {
 			p := theme.Dark
@@ -201,17 +218,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		return m, nil
 	case common.SnapshotMsg:
-		m.fetching, m.loaded = false, true
-		m.refreshGen++
-		gen := m.refreshGen
-		if !m.statusAt.IsZero() && m.opts.Now().Sub(m.statusAt) > statusTTL && m.status.Err == nil {
-			m.status = common.StatusMsg{}
-		}
-		cmds := []tea.Cmd{
-			m.machines.Update(msg), m.detail.Update(msg), m.images.Update(msg),
-			tea.Tick(m.opts.Refresh, func(time.Time) tea.Msg { return tickMsg{gen} }),
-		}
-		return m, tea.Batch(cmds...)
+		return m, tea.Batch(m.snapshot(), m.broadcast(msg))
 	case tickMsg:
 		if msg.gen != m.refreshGen || m.fetching {
 			return m, nil
@@ -225,42 +232,45 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case common.StatusMsg:
 		m.status, m.statusAt = msg, m.opts.Now()
 		return m, nil
-	case common.OpenDetailMsg:
-		row, _ := m.machines.Row(msg.Name)
-		m.switchTo(ViewDetail)
-		return m, m.detail.Open(msg.Name, row)
+	case common.ShowMsg:
+		// The views first, so the one shown has taken its argument.
+		cmd := m.broadcast(msg)
+		return m, tea.Batch(cmd, m.show(msg.View))
 	case tea.KeyPressMsg:
 		return m, m.key(msg)
 	case tea.PasteMsg:
-		return m, m.active(msg)
+		return m, m.current().Update(msg)
 	}
-	// Everything else (stream results, spinner ticks, text input blinks)
-	// goes to every view; each acts only on its own messages.
-	return m, tea.Batch(m.machines.Update(msg), m.detail.Update(msg), m.images.Update(msg), m.builds.Update(msg))
+	// Everything else (stream results, spinner ticks, text input blinks,
+	// requests between views) goes to every view; each acts only on its
+	// own messages.
+	return m, m.broadcast(msg)
 }
 
-func (m *Model) active(msg tea.Msg) tea.Cmd {
-	switch m.view {
-	case ViewMachines:
-		return m.machines.Update(msg)
-	case ViewDetail:
-		return m.detail.Update(msg)
-	case ViewImages:
-		return m.images.Update(msg)
-	case ViewBuilds:
-		return m.builds.Update(msg)
+// snapshot notes a snapshot's arrival: it ages the status line and arms
+// the next refresh.
+func (m *Model) snapshot() tea.Cmd {
+	m.fetching = false
+	m.refreshGen++
+	gen := m.refreshGen
+	if !m.statusAt.IsZero() && m.opts.Now().Sub(m.statusAt) > statusTTL && m.status.Err == nil {
+		m.status = common.StatusMsg{}
 	}
-	return nil
+	return tea.Tick(m.opts.Refresh, func(time.Time) tea.Msg { return tickMsg{gen} })
 }
 
+// key handles a key: it closes the help overlay, goes to a capturing
+// view, or is a global key (quit, help, a view's key, back to the parent
+// view), else goes to the active view.
 func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 	k := m.ctx.Keys
 	if m.help {
 		m.help = false
 		return nil
 	}
-	if m.capturing() {
-		return m.active(msg)
+	cur := m.page(m.active)
+	if cur.view.Capturing() {
+		return cur.view.Update(msg)
 	}
 	switch {
 	case key.Matches(msg, k.Quit):
@@ -269,103 +279,76 @@ func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 	case key.Matches(msg, k.Help):
 		m.help = true
 		return nil
-	case key.Matches(msg, k.ViewMachines):
-		return m.switchTo(ViewMachines)
-	case key.Matches(msg, k.ViewImages):
-		return m.switchTo(ViewImages)
-	case key.Matches(msg, k.ViewBuilds):
-		return m.switchTo(ViewBuilds)
-	case key.Matches(msg, k.Back) && m.view == ViewDetail:
-		return m.switchTo(ViewMachines)
-	case m.view == ViewDetail && (key.Matches(msg, k.Start) || key.Matches(msg, k.Stop) || key.Matches(msg, k.Restart)):
-		// Machine actions work from the detail view too.
-		return m.machines.Do(m.detail.Name(), msg)
+	case key.Matches(msg, k.Back) && cur.parent != "":
+		return m.show(cur.parent)
 	}
-	return m.active(msg)
-}
-
-// HelpView returns the keymap view whose keys the help overlay shows.
-func (m *Model) HelpView() keys.View {
-	switch m.view {
-	case ViewDetail:
-		if m.detail.Focused() {
-			return keys.Shell
+	for _, p := range m.pages {
+		if key.Matches(msg, p.show) {
+			return m.show(p.id)
 		}
-		return keys.Detail
-	case ViewImages:
-		return keys.Images
-	case ViewBuilds:
-		return keys.Builds
 	}
-	return keys.Machines
+	return cur.view.Update(msg)
 }
 
-func (m *Model) footer() [][2]string {
-	switch m.HelpView() {
-	case keys.Shell:
-		return [][2]string{{"ctrl+]", "leave the shell (it keeps running)"}}
-	case keys.Detail:
-		return [][2]string{{"tab", "next tab"}, {"enter", "shell"}, {"F", "full screen"}, {"s/x/r", "start/stop/restart"}, {"esc", "back"}, {"?", "help"}, {"q", "quit"}}
-	case keys.Images:
-		return [][2]string{{"p", "pull"}, {"d", "delete"}, {"1", "machines"}, {"3", "builds"}, {"?", "help"}, {"q", "quit"}}
-	case keys.Builds:
-		return [][2]string{{"j/k", "job"}, {"b", "build"}, {"/", "search"}, {"n/N", "next/prev"}, {"f", "follow"}, {"?", "help"}, {"q", "quit"}}
+// footer returns the footer's bindings: the active view's, then help and
+// quit unless the view takes every key.
+func (m *Model) footer() []key.Binding {
+	v := m.current()
+	out := v.ShortHelp()
+	if !v.Capturing() {
+		out = append(out, m.ctx.Keys.Short(m.ctx.Keys.Help, m.ctx.Keys.Quit)...)
 	}
-	return [][2]string{{"enter", "open"}, {"s", "start"}, {"x", "stop"}, {"r", "restart"}, {"d", "delete"}, {"c", "create"}, {"S", "default"}, {"/", "filter"}, {"?", "help"}, {"q", "quit"}}
+	return out
 }
-
-var viewNames = []string{"1 Machines", "", "2 Images", "3 Builds"}
 
 // View renders the screen.
 func (m *Model) View() tea.View {
 	var v tea.View
 	v.AltScreen = true
 	v.SetContent(m.Render())
-	if m.view == ViewDetail && !m.help {
-		if x, y, ok := m.detail.Cursor(); ok {
+	if !m.help {
+		if x, y, ok := m.current().Cursor(); ok {
 			v.Cursor = tea.NewCursor(x, y+1)
 		}
 	}
 	return v
 }
 
+// titleBar renders the first line: the tabs of the views with a key, the
+// active one (or its parent) lit, and the crumb of a view without a tab.
+func (m *Model) titleBar() string {
+	th := m.ctx.Theme
+	cur := m.page(m.active)
+	title := th.Title.Render("machinetop")
+	for _, p := range m.pages {
+		if len(p.show.Keys()) == 0 {
+			continue
+		}
+		tab := " " + p.show.Help().Key + " " + p.view.Title() + " "
+		if p.id == cur.id || p.id == cur.parent {
+			title += " " + th.TabActive.Render(tab)
+		} else {
+			title += " " + th.Tab.Render(tab)
+		}
+	}
+	if cur.parent != "" {
+		title += th.Muted.Render(" › ") + th.Text.Render(cur.view.Title())
+	}
+	return common.Fit(title, m.width, 1)
+}
+
 // Render returns the screen's text (View's content).
 func (m *Model) Render() string {
 	th := m.ctx.Theme
 	var sb strings.Builder
-	// Title bar.
-	title := th.Title.Render("machinetop")
-	for i, n := range viewNames {
-		if n == "" {
-			continue
-		}
-		active := View(i) == m.view || (m.view == ViewDetail && i == 0)
-		if active {
-			title += " " + th.TabActive.Render(" "+n+" ")
-		} else {
-			title += " " + th.Tab.Render(" "+n+" ")
-		}
-	}
-	if m.view == ViewDetail {
-		title += th.Muted.Render(" › ") + th.Text.Render(m.detail.Name())
-	}
-	sb.WriteString(common.Fit(title, m.width, 1) + "\n")
+	sb.WriteString(m.titleBar() + "\n")
 	var body string
-	switch {
-	case m.help:
-		body = help.Render(th, m.ctx.Keys.Sections(m.HelpView()), m.ctx.Width, m.ctx.Height)
-	case !m.loaded && m.view == ViewMachines:
-		body = th.Muted.Render("loading machines…")
-	case m.view == ViewMachines:
-		body = m.machines.View()
-	case m.view == ViewDetail:
-		body = m.detail.View()
-	case m.view == ViewImages:
-		body = m.images.View()
-	case m.view == ViewBuilds:
-		body = m.builds.View()
+	if m.help {
+		body = help.Render(th, m.current().FullHelp(), m.width, m.bodyHeight())
+	} else {
+		body = m.current().View()
 	}
-	sb.WriteString(common.Fit(body, m.ctx.Width, m.ctx.Height) + "\n")
+	sb.WriteString(common.Fit(body, m.width, m.bodyHeight()) + "\n")
 	st := ""
 	if m.status.Err != nil {
 		st = th.Error.Render("error: " + m.status.Err.Error())

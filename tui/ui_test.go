@@ -19,7 +19,9 @@ import (
 	"github.com/machinetop/machinetop/images"
 	"github.com/machinetop/machinetop/images/progress"
 	"github.com/machinetop/machinetop/theme"
+	"github.com/machinetop/machinetop/tui/keys"
 	"github.com/machinetop/machinetop/tui/source"
+	"github.com/machinetop/machinetop/tui/source/sourcetest"
 	"github.com/machinetop/machinetop/vm"
 )
 
@@ -43,9 +45,9 @@ func row(name, state string, cpus int, mem uint64, def bool) source.Row {
 	return r
 }
 
-func fake(t testing.TB) *source.Fake {
+func fake(t testing.TB) *sourcetest.Fake {
 	d, _ := v1.NewHash("sha256:" + strings.Repeat("cd", 32))
-	return &source.Fake{
+	return &sourcetest.Fake{
 		Dir: t.TempDir(),
 		Rows: []source.Row{
 			row("bb", vm.StateRunning, 1, 512*vm.MiB, true),
@@ -67,14 +69,14 @@ func newModel(t testing.TB, src source.Source, w, h int) *Model {
 }
 
 // run executes cmd and feeds its messages to m, following the Cmds they
-// return up to a few levels; Cmds slower than 300 ms (refresh ticks) are
+// return up to six levels; Cmds slower than 100 ms (refresh ticks) are
 // dropped.
 func run(t testing.TB, m *Model, cmd tea.Cmd) {
 	runDepth(t, m, cmd, 0)
 }
 
 func runDepth(t testing.TB, m *Model, cmd tea.Cmd, depth int) {
-	if cmd == nil || depth > 4 {
+	if cmd == nil || depth > 6 {
 		return
 	}
 	ch := make(chan tea.Msg, 1)
@@ -308,7 +310,7 @@ func TestImageInUseIsNotDeleted(t *testing.T) {
 		t.Errorf("calls = %v", f.Calls)
 	}
 	press(t, m, "p", "x", "enter")
-	if s := plain(m); !strings.Contains(s, "pull is not available yet") {
+	if s := plain(m); !strings.Contains(s, sourcetest.ErrPull.Error()) {
 		t.Errorf("pull:\n%s", s)
 	}
 }
@@ -357,7 +359,7 @@ func TestBuildsViewFollowsJournal(t *testing.T) {
 
 func TestConsoleTabFollowsFile(t *testing.T) {
 	f := fake(t)
-	os.WriteFile(f.ConsoleLog("bb"), []byte("[    0.000000] Linux version 6.1\nboot line two\n"), 0o644)
+	os.WriteFile(f.ConsolePath("bb"), []byte("[    0.000000] Linux version 6.1\nboot line two\n"), 0o644)
 	m := newModel(t, f, 100, 24)
 	press(t, m, "enter", "tab")
 	if s := plain(m); !strings.Contains(s, "boot line two") || !strings.Contains(s, "[Console log]") {
@@ -445,5 +447,64 @@ func BenchmarkSnapshotUpdate100Machines(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		m.machines.SetSnapshot(snap)
+	}
+}
+
+func TestDetailActionsRunInTheMachinesView(t *testing.T) {
+	f := fake(t)
+	m := newModel(t, f, 100, 24)
+	press(t, m, "enter", "x")
+	if got := f.Calls; len(got) != 1 || got[0] != "stop bb" {
+		t.Fatalf("calls = %v", got)
+	}
+	if m.ActiveView() != keys.Detail {
+		t.Errorf("active view %s after x in the detail view", m.ActiveView())
+	}
+	if s := plain(m); !strings.Contains(s, "stop bb: done") {
+		t.Errorf("no status after stop from the detail view:\n%s", s)
+	}
+}
+
+func TestImageDeleteAsksAndNamesTheImage(t *testing.T) {
+	f := fake(t)
+	for i := range f.Rows {
+		f.Rows[i].Image, f.Rows[i].ImageDigest = "other:1", "sha256:"+strings.Repeat("ef", 32)
+	}
+	m := newModel(t, f, 100, 24)
+	press(t, m, "2", "d")
+	if s := plain(m); !strings.Contains(s, "Delete image busybox:test? [y/N]") {
+		t.Fatalf("no confirmation:\n%s", s)
+	}
+	press(t, m, "n")
+	if s := plain(m); !strings.Contains(s, "delete image busybox:test: cancelled") || len(f.Calls) != 0 {
+		t.Fatalf("after n: calls %v\n%s", f.Calls, s)
+	}
+	press(t, m, "d", "y")
+	if len(f.Calls) != 1 || f.Calls[0] != "rmi busybox:test" {
+		t.Fatalf("calls = %v", f.Calls)
+	}
+	if s := plain(m); !strings.Contains(s, "deleted image busybox:test") || !strings.Contains(s, "no images") {
+		t.Errorf("after y:\n%s", s)
+	}
+}
+
+func TestBuildFormStartsABuild(t *testing.T) {
+	f := fake(t)
+	m := newModel(t, f, 100, 30)
+	press(t, m, "3")
+	if s := plain(m); !strings.Contains(s, "b build") {
+		t.Errorf("builds footer lacks the build key:\n%s", s)
+	}
+	press(t, m, "b", "tab", "tab")
+	for _, k := range "app:dev" {
+		press(t, m, string(k))
+	}
+	press(t, m, "enter")
+	wd, _ := os.Getwd()
+	if len(f.Calls) != 1 || f.Calls[0] != "build -t app:dev "+wd {
+		t.Fatalf("calls = %v", f.Calls)
+	}
+	if s := plain(m); !strings.Contains(s, "build app:dev finished") {
+		t.Errorf("no status after the build:\n%s", s)
 	}
 }

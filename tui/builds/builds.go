@@ -1,16 +1,15 @@
 // Package builds is the dashboard's builds view: every build and pull
 // journalled under the data directory (started here or by the CLI in any
 // process), the selected job's steps with their status and duration, and
-// its log followed live in a searchable log view. A form starts a build by
-// running `machinetop build` as a subprocess, so it journals like the CLI.
+// its log followed live in a searchable log view. A form starts a build
+// (Source.Build, which journals like the CLI). Journals are read through
+// the Source, polled while the view is shown.
 package builds
 
 import (
-	"bytes"
+	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -20,7 +19,10 @@ import (
 	"github.com/machinetop/machinetop/images/progress"
 	"github.com/machinetop/machinetop/tui/common"
 	"github.com/machinetop/machinetop/tui/form"
+	"github.com/machinetop/machinetop/tui/keys"
 	"github.com/machinetop/machinetop/tui/logview"
+	"github.com/machinetop/machinetop/tui/modal"
+	"github.com/machinetop/machinetop/tui/source"
 	"github.com/machinetop/machinetop/tui/table"
 )
 
@@ -72,46 +74,79 @@ type Model struct {
 	log     *logview.Model
 	gen     int
 	visible bool
-	form    *form.Model
+	// modal is the build form.
+	modal modal.Model
+	// wd is the build form's default context directory: the directory
+	// the dashboard was started in.
+	wd string
+
+	width, height int
 }
 
+var _ common.Component = (*Model)(nil)
+
 // New returns the builds view.
-func New(ctx *common.Context) *Model { return &Model{ctx: ctx, log: logview.New()} }
+func New(ctx *common.Context) *Model {
+	wd, _ := os.Getwd()
+	return &Model{ctx: ctx, log: logview.New(), wd: wd}
+}
 
-// Capturing reports whether the view takes every key.
-func (m *Model) Capturing() bool { return m.form != nil || m.log.Searching() }
+// Capturing implements common.Component: the build form or the log's
+// search prompt is open.
+func (m *Model) Capturing() bool { return m.modal.Open() || m.log.Searching() }
 
-// Show starts polling the journals; Hide stops it.
+// SetSize implements common.Component.
+func (m *Model) SetSize(w, h int) { m.width, m.height = w, h }
+
+// Show implements common.Component: it starts polling the journals.
 func (m *Model) Show() tea.Cmd {
 	m.visible = true
 	m.gen++
 	return tea.Batch(m.list(m.gen, 0), m.follow(m.gen, 0))
 }
 
-// Hide stops polling.
+// Hide implements common.Component: polling stops.
 func (m *Model) Hide() { m.visible = false; m.gen++ }
+
+// Title implements common.Component.
+func (m *Model) Title() string { return "Builds" }
+
+// Cursor implements common.Component: the view has no cursor of its own.
+func (m *Model) Cursor() (int, int, bool) { return 0, 0, false }
+
+// ShortHelp implements common.Component.
+func (m *Model) ShortHelp() []key.Binding {
+	k := m.ctx.Keys
+	return k.Short(k.Down, k.Up, k.NewBuild, k.Search, k.NextMatch, k.PrevMatch, k.Follow)
+}
+
+// FullHelp implements common.Component.
+func (m *Model) FullHelp() []keys.Section { return m.ctx.Keys.Sections(keys.Builds) }
 
 // Steps returns the followed job's steps.
 func (m *Model) Steps() []Step { return m.steps }
 
+// list returns a Cmd that lists the jobs after delay.
 func (m *Model) list(gen int, delay time.Duration) tea.Cmd {
-	dir := m.ctx.Src.JournalDir()
+	src := m.ctx.Src
 	return func() tea.Msg {
 		time.Sleep(delay)
-		jobs, err := progress.List(dir)
+		jobs, err := src.Jobs()
 		return listMsg{gen: gen, jobs: jobs, err: err}
 	}
 }
 
+// follow returns a Cmd that reads the followed job's new events after
+// delay. A journal not readable yet (or any more) reads as no events; the
+// list shows why.
 func (m *Model) follow(gen int, delay time.Duration) tea.Cmd {
 	if m.job == "" {
 		return nil
 	}
-	path := filepath.Join(m.ctx.Src.JournalDir(), m.job+".jsonl")
-	job, off := m.job, m.off
+	src, job, off := m.ctx.Src, m.job, m.off
 	return func() tea.Msg {
 		time.Sleep(delay)
-		evs, next, _ := progress.ReadFrom(path, off)
+		evs, next, _ := src.JobEvents(job, off)
 		return eventsMsg{gen: gen, job: job, evs: evs, off: next}
 	}
 }
@@ -175,7 +210,6 @@ func (m *Model) step(e progress.Event) *Step {
 
 // Update handles a message.
 func (m *Model) Update(msg tea.Msg) tea.Cmd {
-	k := m.ctx.Keys
 	switch msg := msg.(type) {
 	case listMsg:
 		if msg.gen != m.gen || !m.visible {
@@ -200,83 +234,58 @@ func (m *Model) Update(msg tea.Msg) tea.Cmd {
 		}
 		return common.Status(common.Statusf("build %s finished", msg.Tag))
 	case tea.KeyPressMsg:
-		if m.form != nil {
-			res, cmd := m.form.Update(msg)
-			switch res {
-			case form.Cancelled:
-				m.form = nil
-			case form.Submitted:
-				v := m.form.Values()
-				m.form = nil
-				return m.build(v[0], v[1], v[2])
-			}
-			return cmd
-		}
-		if !m.log.Searching() {
-			switch {
-			case key.Matches(msg, k.Up), key.Matches(msg, k.Down):
-				c, _ := common.MoveCursor(msg, k, m.cursor, len(m.jobs))
-				if c == m.cursor {
-					return nil
-				}
-				m.cursor = c
-				return m.selectJob(m.jobs[m.cursor].Job)
-			case key.Matches(msg, k.NewBuild):
-				wd, _ := os.Getwd()
-				m.form = form.New("Start a build (runs `machinetop build`)",
-					form.Field{Label: "Context dir", Value: wd},
-					form.Field{Label: "Dockerfile", Placeholder: "default: CONTEXT/Dockerfile"},
-					form.Field{Label: "Tag", Placeholder: "NAME:TAG"})
+		return m.key(msg)
+	}
+	if used, cmd := m.modal.Update(msg); used {
+		return cmd
+	}
+	_, cmd := m.log.Update(msg, m.ctx.Keys)
+	return cmd
+}
+
+// key handles a key: the build form takes it first, then the job list's
+// keys (unless the log's search prompt is open), then the log.
+func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
+	if used, cmd := m.modal.Update(msg); used {
+		return cmd
+	}
+	k := m.ctx.Keys
+	if !m.log.Searching() {
+		switch {
+		case key.Matches(msg, k.Up), key.Matches(msg, k.Down):
+			c, _ := common.MoveCursor(msg, k, m.cursor, len(m.jobs))
+			if c == m.cursor {
 				return nil
 			}
+			m.cursor = c
+			return m.selectJob(m.jobs[m.cursor].Job)
+		case key.Matches(msg, k.NewBuild):
+			m.modal.Form(form.New("Start a build (runs `machinetop build`)",
+				form.Field{Label: "Context dir", Value: m.wd},
+				form.Field{Label: "Dockerfile", Placeholder: "default: CONTEXT/Dockerfile"},
+				form.Field{Label: "Tag", Placeholder: "NAME:TAG"}),
+				func(v []string) tea.Cmd { return m.build(source.BuildRequest{Dir: v[0], Dockerfile: v[1], Tag: v[2]}) })
+			return nil
 		}
-		_, cmd := m.log.Update(msg, k)
-		return cmd
-	default:
-		if m.form != nil {
-			_, cmd := m.form.Update(msg)
-			return cmd
-		}
-		_, cmd := m.log.Update(msg, k)
-		return cmd
 	}
+	_, cmd := m.log.Update(msg, k)
+	return cmd
 }
 
-// BuildArgs returns the arguments of the `machinetop build` subprocess.
-func BuildArgs(dir, dockerfile, tag string) []string {
-	args := []string{"build"}
-	if tag != "" {
-		args = append(args, "-t", tag)
-	}
-	if dockerfile != "" {
-		args = append(args, "-f", dockerfile)
-	}
-	return append(args, dir)
-}
-
-func (m *Model) build(dir, dockerfile, tag string) tea.Cmd {
-	if dir == "" {
+// build returns the Cmd that runs b and then jumps to its job once its
+// journal appears.
+func (m *Model) build(b source.BuildRequest) tea.Cmd {
+	if b.Dir == "" {
 		return common.Status(common.StatusMsg{Err: fmt.Errorf("build: no context directory given")})
 	}
-	exe := m.ctx.Src.Executable()
-	args := BuildArgs(dir, dockerfile, tag)
+	src := m.ctx.Src
 	run := func() tea.Msg {
-		cmd := exec.Command(exe, args...)
-		var errb bytes.Buffer
-		cmd.Stderr = &errb
-		err := cmd.Run()
-		if err != nil {
-			if s := strings.TrimSpace(errb.String()); s != "" {
-				lines := strings.Split(s, "\n")
-				err = fmt.Errorf("%v: %s", err, lines[len(lines)-1])
-			}
-		}
-		return BuildDoneMsg{Tag: tag, Err: err}
+		return BuildDoneMsg{Tag: b.Tag, Err: src.Build(context.Background(), b)}
 	}
-	// Jump to the new job once its journal appears.
 	m.job = ""
 	m.cursor = 0
-	return tea.Batch(run, common.Status(common.Statusf("build %s started", tag)), m.list(m.gen, 500*time.Millisecond))
+	// In sequence, so a quick failure is not overwritten by "started".
+	return tea.Batch(tea.Sequence(common.Status(common.Statusf("build %s started", b.Tag)), run), m.list(m.gen, 500*time.Millisecond))
 }
 
 // Columns of the jobs table.
@@ -290,9 +299,9 @@ var Columns = []table.Column{
 // View renders the view.
 func (m *Model) View() string {
 	th := m.ctx.Theme
-	w, h := m.ctx.Width, m.ctx.Height
-	if m.form != nil {
-		return common.Fit(m.form.View(th, w), w, h)
+	w, h := m.width, m.height
+	if m.modal.Open() {
+		return common.Fit(m.modal.View(th, w), w, h)
 	}
 	var sb strings.Builder
 	if m.err != nil {

@@ -1,6 +1,6 @@
 // Package common is the dashboard's shared context (the Source, the theme,
-// the keymap, the screen size) and the messages views send each other, so
-// views never import one another.
+// the keymap, the clock), the Component contract every view implements and
+// the messages views send each other, so views never import one another.
 package common
 
 import (
@@ -23,8 +23,6 @@ type Context struct {
 	Src   source.Source
 	Theme *theme.Theme
 	Keys  *keys.Map
-	// Width and Height are the size of the area a view draws in, cells.
-	Width, Height int
 	// Now returns the current time (fixed in tests).
 	Now func() time.Time
 }
@@ -41,9 +39,6 @@ func Statusf(format string, a ...any) StatusMsg { return StatusMsg{Text: fmt.Spr
 
 // SnapshotMsg carries a fresh source.Snapshot to every view.
 type SnapshotMsg struct{ Snap source.Snapshot }
-
-// OpenDetailMsg asks the root to open a machine's detail view.
-type OpenDetailMsg struct{ Name string }
 
 // RefreshMsg asks the root to refresh the snapshot now (after an action).
 type RefreshMsg struct{}

@@ -6,10 +6,7 @@
 package detail
 
 import (
-	"github.com/machinetop/machinetop/vm"
-
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -18,10 +15,12 @@ import (
 
 	"github.com/machinetop/machinetop/guest/client"
 	"github.com/machinetop/machinetop/tui/common"
+	"github.com/machinetop/machinetop/tui/keys"
 	"github.com/machinetop/machinetop/tui/logview"
 	"github.com/machinetop/machinetop/tui/shell"
 	"github.com/machinetop/machinetop/tui/source"
 	"github.com/machinetop/machinetop/tui/sparkline"
+	"github.com/machinetop/machinetop/vm"
 )
 
 // Tabs of the view.
@@ -41,9 +40,6 @@ const History = 150
 // consoleEvery is how often the console log is polled while shown.
 const consoleEvery = 500 * time.Millisecond
 
-// consoleTail is how much of an existing console log is read on open.
-const consoleTail = 256 << 10
-
 // series are one machine's sparkline histories.
 type series struct {
 	cpu, mem, held, disk *sparkline.Ring
@@ -54,6 +50,8 @@ type Model struct {
 	ctx  *common.Context
 	name string
 	row  source.Row
+	// rows are the latest snapshot's machines, by name.
+	rows map[string]source.Row
 	tab  int
 	// Focused is true while keys go to the shell.
 	focused  bool
@@ -66,13 +64,18 @@ type Model struct {
 	consoleOff int64
 	consoleGen int
 	visible    bool
+
+	width, height int
 }
+
+var _ common.Component = (*Model)(nil)
 
 // New returns the detail view.
 func New(ctx *common.Context) *Model {
 	return &Model{
 		ctx: ctx, sessions: map[string]*shell.Session{}, opening: map[string]bool{},
 		shellErr: map[string]string{}, hist: map[string]*series{}, console: logview.New(),
+		rows: map[string]source.Row{},
 	}
 }
 
@@ -85,29 +88,64 @@ func (m *Model) Tab() int { return m.tab }
 // Focused reports whether keys go to the shell.
 func (m *Model) Focused() bool { return m.focused && m.tab == TabShell && m.sessions[m.name] != nil }
 
-// Capturing reports whether the view takes every key (shell focused or a
-// search prompt open).
+// Capturing implements common.Component: the shell is focused or the
+// console log's search prompt is open.
 func (m *Model) Capturing() bool {
 	return m.Focused() || (m.tab == TabConsole && m.console.Searching())
+}
+
+// SetSize implements common.Component; the shell's PTY follows.
+func (m *Model) SetSize(w, h int) {
+	m.width, m.height = w, h
+	m.resize()
+}
+
+// Title implements common.Component: the machine's name, after the
+// machines tab.
+func (m *Model) Title() string { return m.name }
+
+// ShortHelp implements common.Component: only the leave chord while the
+// shell is focused (every other key goes to the machine).
+func (m *Model) ShortHelp() []key.Binding {
+	k := m.ctx.Keys
+	if m.Focused() {
+		return k.Short(k.LeaveShell)
+	}
+	return k.Short(k.NextTab, k.FocusShell, k.Attach, k.Back, k.Start, k.Stop, k.Restart)
+}
+
+// FullHelp implements common.Component.
+func (m *Model) FullHelp() []keys.Section {
+	if m.Focused() {
+		return m.ctx.Keys.Sections(keys.Shell)
+	}
+	return m.ctx.Keys.Sections(keys.Detail)
 }
 
 // Session returns the shell session of machine name, nil if none.
 func (m *Model) Session(name string) *shell.Session { return m.sessions[name] }
 
-// Open shows machine name; it returns the Cmds that start following its
-// console log when that tab is active.
-func (m *Model) Open(name string, row source.Row) tea.Cmd {
+// open makes machine name the one shown; a new machine starts on the
+// Shell tab.
+func (m *Model) open(name string) {
 	if name != m.name {
 		m.console.Reset()
 		m.consoleOff = 0
 		m.focused = false
 		m.tab = TabShell
 	}
-	m.name, m.row, m.visible = name, row, true
+	m.name, m.row = name, m.rows[name]
+}
+
+// Show implements common.Component: it starts following the console log
+// when that tab is active.
+func (m *Model) Show() tea.Cmd {
+	m.visible = true
 	return m.startConsole()
 }
 
-// Hide is called when the view is left; polling stops.
+// Hide implements common.Component: polling stops, the shell loses the
+// keys (it keeps running).
 func (m *Model) Hide() {
 	m.visible = false
 	m.focused = false
@@ -122,7 +160,7 @@ func (m *Model) CloseAll() {
 }
 
 // paneSize is the size of the tab pane.
-func (m *Model) paneSize() (int, int) { return m.ctx.Width, max(m.ctx.Height-headerLines, 3) }
+func (m *Model) paneSize() (int, int) { return m.width, max(m.height-headerLines, 3) }
 
 // headerLines is the number of lines above the pane.
 const headerLines = 4
@@ -142,42 +180,25 @@ func (m *Model) startConsole() tea.Cmd {
 	return m.readConsole(m.consoleGen, 0)
 }
 
+// readConsole returns a Cmd that reads what is new in the console log
+// after delay. A log that cannot be read yet (the machine never booted)
+// reads as nothing new.
 func (m *Model) readConsole(gen int, delay time.Duration) tea.Cmd {
-	path := m.ctx.Src.ConsoleLog(m.name)
-	off := m.consoleOff
-	read := func() tea.Msg {
+	src, name, off := m.ctx.Src, m.name, m.consoleOff
+	return func() tea.Msg {
 		if delay > 0 {
 			time.Sleep(delay)
 		}
-		f, err := os.Open(path)
-		if err != nil {
-			return consoleMsg{gen: gen, off: off, err: err}
-		}
-		defer f.Close()
-		fi, err := f.Stat()
-		if err != nil {
-			return consoleMsg{gen: gen, off: off, err: err}
-		}
-		size := fi.Size()
-		if size < off { // truncated: a new boot
-			off = 0
-		}
-		if off == 0 && size > consoleTail {
-			off = size - consoleTail
-		}
-		if size == off {
-			return consoleMsg{gen: gen, off: off}
-		}
-		buf := make([]byte, min(size-off, 1<<20))
-		n, _ := f.ReadAt(buf, off)
-		return consoleMsg{gen: gen, data: buf[:n], off: off + int64(n)}
+		data, next, err := src.ConsoleLog(name, off)
+		return consoleMsg{gen: gen, data: data, off: next, err: err}
 	}
-	return read
 }
 
 // record adds a snapshot's samples to every machine's history.
 func (m *Model) record(s source.Snapshot) {
+	clear(m.rows)
 	for _, r := range s.Rows {
+		m.rows[r.Name] = r
 		h := m.hist[r.Name]
 		if h == nil {
 			h = &series{sparkline.NewRing(History), sparkline.NewRing(History), sparkline.NewRing(History), sparkline.NewRing(History)}
@@ -201,25 +222,56 @@ func (m *Model) record(s source.Snapshot) {
 
 // Update handles a message.
 func (m *Model) Update(msg tea.Msg) tea.Cmd {
-	k := m.ctx.Keys
 	switch msg := msg.(type) {
 	case common.SnapshotMsg:
 		m.record(msg.Snap)
 		return nil
+	case common.ShowMsg:
+		if msg.View == keys.Detail {
+			m.open(msg.Machine)
+		}
+		return nil
 	case consoleMsg:
-		if msg.gen != m.consoleGen || !m.visible {
-			return nil
+		return m.consoleRead(msg)
+	case shell.OpenedMsg, shell.OutputMsg, shell.ExitedMsg, shell.AttachedMsg:
+		return m.shellEvent(msg)
+	case tea.PasteMsg:
+		if m.Focused() {
+			m.sessions[m.name].Paste(msg.Content)
 		}
-		if len(msg.data) > 0 {
-			m.console.Write(msg.data)
-		}
-		m.consoleOff = msg.off
-		return m.readConsole(msg.gen, consoleEvery)
+		return nil
+	case tea.KeyPressMsg:
+		return m.key(msg)
+	}
+	if m.tab == TabConsole {
+		_, cmd := m.console.Update(msg, m.ctx.Keys)
+		return cmd
+	}
+	return nil
+}
+
+// consoleRead adds what was read from the console log and reads again
+// after consoleEvery, while the view shows the log.
+func (m *Model) consoleRead(msg consoleMsg) tea.Cmd {
+	if msg.gen != m.consoleGen || !m.visible {
+		return nil
+	}
+	if len(msg.data) > 0 {
+		m.console.Write(msg.data)
+	}
+	m.consoleOff = msg.off
+	return m.readConsole(msg.gen, consoleEvery)
+}
+
+// shellEvent handles the shell sessions' messages: opened (or failed),
+// output (re-arm), exited and returned from a full-screen attach.
+func (m *Model) shellEvent(msg tea.Msg) tea.Cmd {
+	switch msg := msg.(type) {
 	case shell.OpenedMsg:
 		delete(m.opening, msg.Name)
 		if msg.Err != nil {
 			m.shellErr[msg.Name] = msg.Err.Error()
-			return func() tea.Msg { return common.StatusMsg{Err: fmt.Errorf("shell in %s: %w", msg.Name, msg.Err)} }
+			return common.Status(common.StatusMsg{Err: fmt.Errorf("shell in %s: %w", msg.Name, msg.Err)})
 		}
 		delete(m.shellErr, msg.Name)
 		m.sessions[msg.Name] = msg.S
@@ -236,63 +288,67 @@ func (m *Model) Update(msg tea.Msg) tea.Cmd {
 		if m.sessions[msg.S.Name] == msg.S {
 			m.focused = false
 		}
-		return nil
 	case shell.AttachedMsg:
 		if msg.Err != nil {
-			return func() tea.Msg { return common.StatusMsg{Err: fmt.Errorf("attach: %w", msg.Err)} }
+			return common.Status(common.StatusMsg{Err: fmt.Errorf("attach: %w", msg.Err)})
 		}
-		return func() tea.Msg { return common.Statusf("detached from the shell in %s; it keeps running", msg.S.Name) }
-	case tea.WindowSizeMsg:
-		m.resize()
-		return nil
-	case tea.PasteMsg:
-		if m.Focused() {
-			m.sessions[m.name].Paste(msg.Content)
-		}
-		return nil
-	case tea.KeyPressMsg:
-		if m.Focused() {
-			if key.Matches(msg, k.LeaveShell) {
-				m.focused = false
-				return nil
-			}
-			m.sessions[m.name].Key(msg)
+		return common.Status(common.Statusf("detached from the shell in %s; it keeps running", msg.S.Name))
+	}
+	return nil
+}
+
+// key handles a key: a focused shell gets every key but the leave chord;
+// otherwise the machine actions, the console log's keys on its tab, then
+// the tab, shell and attach keys.
+func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
+	k := m.ctx.Keys
+	if m.Focused() {
+		if key.Matches(msg, k.LeaveShell) {
+			m.focused = false
 			return nil
 		}
-		if m.tab == TabConsole {
-			if used, cmd := m.console.Update(msg, k); used {
-				return cmd
-			}
-		}
-		switch {
-		case key.Matches(msg, k.NextTab):
-			return m.setTab((m.tab + 1) % len(TabNames))
-		case key.Matches(msg, k.PrevTab):
-			return m.setTab((m.tab + len(TabNames) - 1) % len(TabNames))
-		case key.Matches(msg, k.FocusShell):
-			if m.tab != TabShell {
-				m.setTab(TabShell)
-			}
-			return m.focusShell()
-		case key.Matches(msg, k.Attach):
-			s := m.sessions[m.name]
-			if s == nil {
-				return func() tea.Msg {
-					return common.StatusMsg{Err: fmt.Errorf("no shell open in %s: press enter on the Shell tab first", m.name)}
-				}
-			}
-			if done, _ := s.Exited(); done {
-				return nil
-			}
-			return s.Attach()
-		}
-	default:
-		if m.tab == TabConsole {
-			_, cmd := m.console.Update(msg, k)
+		m.sessions[m.name].Key(msg)
+		return nil
+	}
+	switch {
+	case key.Matches(msg, k.Start):
+		return common.Act(m.name, common.VerbStart)
+	case key.Matches(msg, k.Stop):
+		return common.Act(m.name, common.VerbStop)
+	case key.Matches(msg, k.Restart):
+		return common.Act(m.name, common.VerbRestart)
+	}
+	if m.tab == TabConsole {
+		if used, cmd := m.console.Update(msg, k); used {
 			return cmd
 		}
 	}
+	switch {
+	case key.Matches(msg, k.NextTab):
+		return m.setTab((m.tab + 1) % len(TabNames))
+	case key.Matches(msg, k.PrevTab):
+		return m.setTab((m.tab + len(TabNames) - 1) % len(TabNames))
+	case key.Matches(msg, k.FocusShell):
+		if m.tab != TabShell {
+			m.setTab(TabShell)
+		}
+		return m.focusShell()
+	case key.Matches(msg, k.Attach):
+		return m.attach()
+	}
 	return nil
+}
+
+// attach hands the terminal to the machine's open shell.
+func (m *Model) attach() tea.Cmd {
+	s := m.sessions[m.name]
+	if s == nil {
+		return common.Status(common.StatusMsg{Err: fmt.Errorf("no shell open in %s: press enter on the Shell tab first", m.name)})
+	}
+	if done, _ := s.Exited(); done {
+		return nil
+	}
+	return s.Attach()
 }
 
 func (m *Model) setTab(t int) tea.Cmd {
@@ -320,10 +376,8 @@ func (m *Model) focusShell() tea.Cmd {
 	if m.opening[m.name] {
 		return nil
 	}
-	if m.row.State != "running" {
-		return func() tea.Msg {
-			return common.StatusMsg{Err: fmt.Errorf("%s is %s: start it (s) before opening a shell", m.name, m.row.State)}
-		}
+	if m.row.State != vm.StateRunning {
+		return common.Status(common.StatusMsg{Err: fmt.Errorf("%s is %s: start it (s) before opening a shell", m.name, m.row.State)})
 	}
 	m.opening[m.name] = true
 	w, h := m.paneSize()

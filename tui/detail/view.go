@@ -42,7 +42,7 @@ func spark(th *theme.Theme, label string, vals []float64, top float64, value str
 // View renders the view.
 func (m *Model) View() string {
 	th := m.ctx.Theme
-	w, h := m.ctx.Width, m.ctx.Height
+	w, h := m.width, m.height
 	r := m.row
 	var sb strings.Builder
 	sb.WriteString(Title(th, r.Machine) + "\n")

@@ -5,6 +5,8 @@ package help
 import (
 	"strings"
 
+	"charm.land/bubbles/v2/key"
+
 	"github.com/machinetop/machinetop/theme"
 	"github.com/machinetop/machinetop/tui/common"
 	"github.com/machinetop/machinetop/tui/keys"
@@ -54,11 +56,13 @@ func Render(th *theme.Theme, sections []keys.Section, width, height int) string 
 	return common.Fit(strings.Join(lines, "\n"), width, height)
 }
 
-// Footer renders one line of the most useful keys: "key action · …".
-func Footer(th *theme.Theme, pairs [][2]string, width int) string {
+// Footer renders bindings on one line as "key action · …", from each
+// binding's help (give it keys.Map.Short's footer labels).
+func Footer(th *theme.Theme, bindings []key.Binding, width int) string {
 	var parts []string
-	for _, p := range pairs {
-		parts = append(parts, th.Key.Render(p[0])+" "+th.Muted.Render(p[1]))
+	for _, b := range bindings {
+		h := b.Help()
+		parts = append(parts, th.Key.Render(h.Key)+" "+th.Muted.Render(h.Desc))
 	}
 	return common.Fit(strings.Join(parts, th.Muted.Render(" · ")), width, 1)
 }

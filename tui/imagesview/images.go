@@ -1,12 +1,12 @@
 // Package imagesview is the dashboard's images view: the local images with
-// the machines using each, delete (refused while a machine uses the
-// image) and pull with per-layer progress.
+// the machines using each (Source.ImageUsers), delete (refused while a
+// machine uses the image, else confirmed y/N) and pull with per-layer
+// progress.
 package imagesview
 
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -18,14 +18,17 @@ import (
 	"github.com/machinetop/machinetop/theme"
 	"github.com/machinetop/machinetop/tui/common"
 	"github.com/machinetop/machinetop/tui/form"
-	"github.com/machinetop/machinetop/tui/source"
+	"github.com/machinetop/machinetop/tui/keys"
+	"github.com/machinetop/machinetop/tui/modal"
 	"github.com/machinetop/machinetop/tui/table"
 )
 
 // ListMsg carries a fresh image list.
 type ListMsg struct {
 	Images []images.Image
-	Err    error
+	// Users[i] are the machines made from Images[i] (Source.ImageUsers).
+	Users [][]string
+	Err   error
 }
 
 // PullEventMsg carries one progress event of the running pull.
@@ -45,48 +48,87 @@ type removedMsg struct {
 	Err error
 }
 
+// usersMsg answers the in-use check made before deleting Ref.
+type usersMsg struct {
+	Ref   string
+	Users []string
+	Err   error
+}
+
 // Model is the images view.
 type Model struct {
-	ctx      *common.Context
-	imgs     []images.Image
-	err      error
-	machines []source.Row
-	cursor   int
-	offset   int
-	confirm  string
-	form     *form.Model
+	ctx     *common.Context
+	imgs    []images.Image
+	users   [][]string
+	err     error
+	cursor  int
+	offset  int
+	visible bool
+	loading bool
+	// modal is the delete confirmation or the pull prompt.
+	modal modal.Model
 	// pull state
 	pulling string
 	layers  map[string][2]int64 // digest → done, size
 	order   []string
 	pullErr chan error
+
+	width, height int
 }
+
+var _ common.Component = (*Model)(nil)
 
 // New returns the images view.
 func New(ctx *common.Context) *Model { return &Model{ctx: ctx} }
 
-// Capturing reports whether the view takes every key.
-func (m *Model) Capturing() bool { return m.form != nil || m.confirm != "" }
+// Capturing implements common.Component: a prompt is open.
+func (m *Model) Capturing() bool { return m.modal.Open() }
 
-// Load returns a Cmd that lists the images.
+// SetSize implements common.Component.
+func (m *Model) SetSize(w, h int) { m.width, m.height = w, h }
+
+// Show implements common.Component: it lists the images, and lists them
+// again with every snapshot while shown (the MACHINES column follows the
+// machines).
+func (m *Model) Show() tea.Cmd {
+	m.visible = true
+	return m.Load()
+}
+
+// Hide implements common.Component.
+func (m *Model) Hide() { m.visible = false }
+
+// Title implements common.Component.
+func (m *Model) Title() string { return "Images" }
+
+// Cursor implements common.Component: the view has no cursor of its own.
+func (m *Model) Cursor() (int, int, bool) { return 0, 0, false }
+
+// ShortHelp implements common.Component.
+func (m *Model) ShortHelp() []key.Binding {
+	k := m.ctx.Keys
+	return k.Short(k.Pull, k.RemoveImage, k.ViewMachines, k.ViewBuilds)
+}
+
+// FullHelp implements common.Component.
+func (m *Model) FullHelp() []keys.Section { return m.ctx.Keys.Sections(keys.Images) }
+
+// Load returns a Cmd that lists the images and the machines using each.
 func (m *Model) Load() tea.Cmd {
+	m.loading = true
 	src := m.ctx.Src
 	return func() tea.Msg {
 		imgs, err := src.Images()
-		return ListMsg{Images: imgs, Err: err}
-	}
-}
-
-// UsedBy returns the names of the machines made from img, sorted.
-func UsedBy(img images.Image, rows []source.Row) []string {
-	var out []string
-	for _, r := range rows {
-		if r.ImageDigest == img.Digest.String() || r.Image == img.Ref() {
-			out = append(out, r.Name)
+		msg := ListMsg{Images: imgs, Users: make([][]string, len(imgs)), Err: err}
+		for i, img := range imgs {
+			used, err := src.ImageUsers(img.Digest.String(), img.Ref())
+			if err != nil && msg.Err == nil {
+				msg.Err = fmt.Errorf("which machines use %s: %w", img.Ref(), err)
+			}
+			msg.Users[i] = used
 		}
+		return msg
 	}
-	sort.Strings(out)
-	return out
 }
 
 func (m *Model) selected() (images.Image, bool) {
@@ -98,25 +140,24 @@ func (m *Model) selected() (images.Image, bool) {
 
 // Update handles a message.
 func (m *Model) Update(msg tea.Msg) tea.Cmd {
-	k := m.ctx.Keys
 	switch msg := msg.(type) {
 	case common.SnapshotMsg:
-		m.machines = msg.Snap.Rows
+		if m.visible && !m.loading {
+			return m.Load()
+		}
 	case ListMsg:
-		m.imgs, m.err = msg.Images, msg.Err
+		m.loading = false
+		m.imgs, m.users, m.err = msg.Images, msg.Users, msg.Err
 		m.cursor = min(m.cursor, max(len(m.imgs)-1, 0))
+	case usersMsg:
+		return m.confirmRemove(msg)
 	case removedMsg:
 		if msg.Err != nil {
 			return common.Status(common.StatusMsg{Err: fmt.Errorf("delete image %s: %w", msg.Ref, msg.Err)})
 		}
 		return tea.Batch(m.Load(), common.Status(common.Statusf("deleted image %s", msg.Ref)))
 	case PullEventMsg:
-		if msg.Ev.Kind == progress.KindBytes {
-			if _, ok := m.layers[msg.Ev.Layer]; !ok {
-				m.order = append(m.order, msg.Ev.Layer)
-			}
-			m.layers[msg.Ev.Layer] = [2]int64{msg.Ev.Done, msg.Ev.Size}
-		}
+		m.pullEvent(msg.Ev)
 		return m.nextEvent(msg.ch)
 	case PullDoneMsg:
 		m.pulling = ""
@@ -125,56 +166,75 @@ func (m *Model) Update(msg tea.Msg) tea.Cmd {
 		}
 		return tea.Batch(m.Load(), common.Status(common.Statusf("pulled %s", msg.Ref)))
 	case tea.KeyPressMsg:
-		if m.form != nil {
-			res, cmd := m.form.Update(msg)
-			switch res {
-			case form.Cancelled:
-				m.form = nil
-			case form.Submitted:
-				ref := m.form.Values()[0]
-				m.form = nil
-				return m.pull(ref)
-			}
-			return cmd
+		return m.key(msg)
+	default:
+		_, cmd := m.modal.Update(msg)
+		return cmd
+	}
+	return nil
+}
+
+// key handles a key: the open prompt takes it first.
+func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
+	if used, cmd := m.modal.Update(msg); used {
+		return cmd
+	}
+	k := m.ctx.Keys
+	if c, ok := common.MoveCursor(msg, k, m.cursor, len(m.imgs)); ok {
+		m.cursor = c
+		return nil
+	}
+	switch {
+	case key.Matches(msg, k.Pull):
+		if m.pulling != "" {
+			return common.Status(common.StatusMsg{Err: fmt.Errorf("a pull of %s is running", m.pulling)})
 		}
-		if m.confirm != "" {
-			ref := m.confirm
-			m.confirm = ""
-			if msg.String() != "y" && msg.String() != "Y" {
-				return common.Status(common.Statusf("delete image %s: cancelled", ref))
-			}
-			src := m.ctx.Src
-			return func() tea.Msg { return removedMsg{Ref: ref, Err: src.RemoveImage(ref)} }
-		}
-		if c, ok := common.MoveCursor(msg, k, m.cursor, len(m.imgs)); ok {
-			m.cursor = c
+		m.modal.Form(form.New("Pull an image", form.Field{Label: "Reference", Placeholder: "e.g. debian:bookworm"}),
+			func(v []string) tea.Cmd { return m.pull(v[0]) })
+	case key.Matches(msg, k.RemoveImage):
+		img, ok := m.selected()
+		if !ok {
 			return nil
 		}
-		switch {
-		case key.Matches(msg, k.Pull):
-			if m.pulling != "" {
-				return common.Status(common.StatusMsg{Err: fmt.Errorf("a pull of %s is running", m.pulling)})
-			}
-			m.form = form.New("Pull an image", form.Field{Label: "Reference", Placeholder: "e.g. debian:bookworm"})
-		case key.Matches(msg, k.RemoveImage):
-			img, ok := m.selected()
-			if !ok {
-				return nil
-			}
-			if used := UsedBy(img, m.machines); len(used) > 0 {
-				return common.Status(common.StatusMsg{Err: fmt.Errorf("image %s is used by %s: delete those machines first", img.Ref(), strings.Join(used, ", "))})
-			}
-			m.confirm = img.Ref()
-		}
-	default:
-		if m.form != nil {
-			_, cmd := m.form.Update(msg)
-			return cmd
+		// Ask the source which machines use it now, not as last listed.
+		src, digest, ref := m.ctx.Src, img.Digest.String(), img.Ref()
+		return func() tea.Msg {
+			used, err := src.ImageUsers(digest, ref)
+			return usersMsg{Ref: ref, Users: used, Err: err}
 		}
 	}
 	return nil
 }
 
+// confirmRemove refuses to delete an image in use, else asks y/N.
+func (m *Model) confirmRemove(u usersMsg) tea.Cmd {
+	switch {
+	case u.Err != nil:
+		return common.Status(common.StatusMsg{Err: fmt.Errorf("delete image %s: cannot tell which machines use it: %w", u.Ref, u.Err)})
+	case len(u.Users) > 0:
+		return common.Status(common.StatusMsg{Err: fmt.Errorf("image %s is used by %s: delete those machines first", u.Ref, strings.Join(u.Users, ", "))})
+	}
+	src, ref := m.ctx.Src, u.Ref
+	m.modal.Confirm("Delete image "+ref+"?", func() tea.Cmd {
+		return func() tea.Msg { return removedMsg{Ref: ref, Err: src.RemoveImage(ref)} }
+	}, common.Status(common.Statusf("delete image %s: cancelled", ref)))
+	return nil
+}
+
+// pullEvent records a layer's progress.
+func (m *Model) pullEvent(ev progress.Event) {
+	if ev.Kind != progress.KindBytes {
+		return
+	}
+	if _, ok := m.layers[ev.Layer]; !ok {
+		m.order = append(m.order, ev.Layer)
+	}
+	m.layers[ev.Layer] = [2]int64{ev.Done, ev.Size}
+}
+
+// pull returns the Cmd that starts pulling ref and waits for its first
+// event; the pull runs in its own goroutine, its events arrive one
+// PullEventMsg at a time.
 func (m *Model) pull(ref string) tea.Cmd {
 	if ref == "" {
 		return common.Status(common.StatusMsg{Err: fmt.Errorf("pull: no reference given")})
@@ -183,13 +243,16 @@ func (m *Model) pull(ref string) tea.Cmd {
 	ch := make(chan progress.Event, 64)
 	errc := make(chan error, 1)
 	m.pullErr = errc
-	src := m.ctx.Src
-	go func() {
-		err := src.Pull(context.Background(), ref, func(e progress.Event) { ch <- e })
-		errc <- err
-		close(ch)
-	}()
-	return tea.Batch(common.Status(common.Statusf("pulling %s…", ref)), m.nextEvent(ch))
+	src, first := m.ctx.Src, m.nextEvent(ch)
+	start := func() tea.Msg {
+		go func() {
+			err := src.Pull(context.Background(), ref, func(e progress.Event) { ch <- e })
+			errc <- err
+			close(ch)
+		}()
+		return first()
+	}
+	return tea.Batch(common.Status(common.Statusf("pulling %s…", ref)), start)
 }
 
 func (m *Model) nextEvent(ch <-chan progress.Event) tea.Cmd {
@@ -234,13 +297,11 @@ func Cells(th *theme.Theme, img images.Image, used []string, now time.Time) []ta
 // View renders the view.
 func (m *Model) View() string {
 	th := m.ctx.Theme
-	w, h := m.ctx.Width, m.ctx.Height
+	w, h := m.width, m.height
 	var bottom []string
 	switch {
-	case m.form != nil:
-		bottom = strings.Split(m.form.View(th, w), "\n")
-	case m.confirm != "":
-		bottom = []string{th.Error.Render("Delete image " + m.confirm + "? [y/N]")}
+	case m.modal.Open():
+		bottom = strings.Split(m.modal.View(th, w), "\n")
 	case m.pulling != "":
 		bottom = append(bottom, th.Busy.Render("pulling "+m.pulling))
 		for _, l := range m.order {
@@ -259,8 +320,12 @@ func (m *Model) View() string {
 	}
 	t := table.Table{Columns: Columns, Cursor: m.cursor, Offset: m.offset}
 	now := m.ctx.Now()
-	for _, img := range m.imgs {
-		t.Rows = append(t.Rows, Cells(th, img, UsedBy(img, m.machines), now))
+	for i, img := range m.imgs {
+		var used []string
+		if i < len(m.users) {
+			used = m.users[i]
+		}
+		t.Rows = append(t.Rows, Cells(th, img, used, now))
 	}
 	if len(m.imgs) == 0 {
 		t.Cursor = -1

@@ -1,5 +1,6 @@
 // Package keys is the dashboard's keymap: every key binding, grouped by the
-// view it works in. The help overlay and the README's key table are both
+// view it works in, each with a long description (the help overlay and the
+// README's key table) and a short label (the footer). All three are
 // generated from it, so they cannot drift apart.
 package keys
 
@@ -9,10 +10,13 @@ import (
 	"charm.land/bubbles/v2/key"
 )
 
-// View names a group of bindings.
+// View names a view of the dashboard and its group of bindings. It is the
+// dashboard's one view identifier: the root model keys its views by it.
 type View string
 
-// The groups of bindings, one per view plus the global ones.
+// The views, plus the groups of bindings that are not views of their own
+// (Global everywhere, Shell while the detail view's shell is focused, Log
+// in the console and build log panes).
 const (
 	Global   View = "global"
 	Machines View = "machines"
@@ -42,66 +46,92 @@ type Map struct {
 	Pull, RemoveImage key.Binding
 	// Builds
 	NewBuild key.Binding
-}
 
-func b(help string, keys ...string) key.Binding {
-	return key.NewBinding(key.WithKeys(keys...), key.WithHelp(strings.Join(keys, "/"), help))
-}
-
-func bh(shown, help string, keys ...string) key.Binding {
-	return key.NewBinding(key.WithKeys(keys...), key.WithHelp(shown, help))
+	// short maps a binding's help to its footer label (see Short).
+	short map[key.Help]key.Help
 }
 
 // Default returns the dashboard's keymap.
 func Default() *Map {
-	return &Map{
-		Quit:         b("quit (machines keep running)", "q", "ctrl+c"),
-		Help:         b("show or hide the keys of this view", "?"),
-		Back:         b("back, cancel", "esc"),
-		ViewMachines: b("machines view", "1"),
-		ViewImages:   b("images view", "2"),
-		ViewBuilds:   b("builds view", "3"),
-
-		Up:     bh("k/↑", "move up", "k", "up"),
-		Down:   bh("j/↓", "move down", "j", "down"),
-		Top:    bh("g/home", "first row", "g", "home"),
-		Bottom: bh("G/end", "last row", "G", "end"),
-		Filter: b("filter rows", "/"),
-		Open:   b("open the machine's detail view", "enter"),
-
-		SortName:   b("sort by name (again: reverse)", "N"),
-		SortImage:  b("sort by image", "I"),
-		SortCPUs:   b("sort by CPUs", "C"),
-		SortMem:    b("sort by memory used", "M"),
-		SortDisk:   b("sort by disk used", "D"),
-		SortState:  b("sort by state", "T"),
-		SortUptime: b("sort by uptime", "U"),
-		Start:      b("start the machine", "s"),
-		Stop:       b("stop the machine", "x"),
-		Restart:    b("restart the machine", "r"),
-		Delete:     b("delete the machine (asks y/N)", "d"),
-		Create:     b("create a machine (form)", "c"),
-		SetDefault: b("make it the default machine", "S"),
-
-		NextTab:    bh("tab", "next tab (Shell, Console log, Info)", "tab"),
-		PrevTab:    bh("shift+tab", "previous tab", "shift+tab"),
-		FocusShell: bh("enter/i", "type into the shell (opens it if needed)", "enter", "i"),
-		Attach:     b("full-screen attach to the shell (ctrl+] returns)", "F"),
-
-		LeaveShell: bh("ctrl+]", "leave the shell without closing it", "ctrl+]"),
-
-		Follow:    b("follow new lines on/off", "f"),
-		Search:    b("search", "/"),
-		NextMatch: b("next match", "n"),
-		PrevMatch: bh("N", "previous match", "N"),
-		PageUp:    bh("pgup/ctrl+u", "page up", "pgup", "ctrl+u"),
-		PageDown:  bh("pgdn/ctrl+d", "page down", "pgdown", "ctrl+d"),
-
-		Pull:        b("pull an image (prompt)", "p"),
-		RemoveImage: b("delete the image (refused while a machine uses it)", "d"),
-
-		NewBuild: b("start a build (form)", "b"),
+	m := &Map{short: map[key.Help]key.Help{}}
+	// bind makes a binding of keys whose help shows them joined by "/";
+	// desc is its help text, short its footer label.
+	bind := func(desc, short string, keys ...string) key.Binding {
+		return m.bindShown(strings.Join(keys, "/"), desc, short, keys...)
 	}
+	shown := m.bindShown
+
+	m.Quit = bind("quit (machines keep running)", "quit", "q", "ctrl+c")
+	m.Help = bind("show or hide the keys of this view", "help", "?")
+	m.Back = bind("back, cancel", "back", "esc")
+	m.ViewMachines = bind("machines view", "machines", "1")
+	m.ViewImages = bind("images view", "images", "2")
+	m.ViewBuilds = bind("builds view", "builds", "3")
+
+	m.Up = shown("k/↑", "move up", "up", "k", "up")
+	m.Down = shown("j/↓", "move down", "down", "j", "down")
+	m.Top = shown("g/home", "first row", "top", "g", "home")
+	m.Bottom = shown("G/end", "last row", "bottom", "G", "end")
+	m.Filter = bind("filter rows", "filter", "/")
+	m.Open = bind("open the machine's detail view", "open", "enter")
+
+	m.SortName = bind("sort by name (again: reverse)", "by name", "N")
+	m.SortImage = bind("sort by image", "by image", "I")
+	m.SortCPUs = bind("sort by CPUs", "by CPUs", "C")
+	m.SortMem = bind("sort by memory used", "by memory", "M")
+	m.SortDisk = bind("sort by disk used", "by disk", "D")
+	m.SortState = bind("sort by state", "by state", "T")
+	m.SortUptime = bind("sort by uptime", "by uptime", "U")
+	m.Start = bind("start the machine", "start", "s")
+	m.Stop = bind("stop the machine", "stop", "x")
+	m.Restart = bind("restart the machine", "restart", "r")
+	m.Delete = bind("delete the machine (asks y/N)", "delete", "d")
+	m.Create = bind("create a machine (form)", "create", "c")
+	m.SetDefault = bind("make it the default machine", "default", "S")
+
+	m.NextTab = shown("tab", "next tab (Shell, Console log, Info)", "next tab", "tab")
+	m.PrevTab = shown("shift+tab", "previous tab", "previous tab", "shift+tab")
+	m.FocusShell = shown("enter/i", "type into the shell (opens it if needed)", "shell", "enter", "i")
+	m.Attach = bind("full-screen attach to the shell (ctrl+] returns)", "full screen", "F")
+
+	m.LeaveShell = shown("ctrl+]", "leave the shell without closing it", "leave the shell (it keeps running)", "ctrl+]")
+
+	m.Follow = bind("follow new lines on/off", "follow", "f")
+	m.Search = bind("search", "search", "/")
+	m.NextMatch = bind("next match", "next", "n")
+	m.PrevMatch = shown("N", "previous match", "previous", "N")
+	m.PageUp = shown("pgup/ctrl+u", "page up", "page up", "pgup", "ctrl+u")
+	m.PageDown = shown("pgdn/ctrl+d", "page down", "page down", "pgdown", "ctrl+d")
+
+	m.Pull = bind("pull an image (prompt)", "pull", "p")
+	m.RemoveImage = bind("delete the image (refused while a machine uses it)", "delete", "d")
+
+	m.NewBuild = bind("start a build (form)", "build", "b")
+	return m
+}
+
+// bindShown makes a binding of keys whose help shows them as shown, with
+// help text desc, and records short as its footer label (keyed by the
+// first key).
+func (m *Map) bindShown(shown, desc, short string, keys ...string) key.Binding {
+	b := key.NewBinding(key.WithKeys(keys...), key.WithHelp(shown, desc))
+	m.short[b.Help()] = key.Help{Key: keys[0], Desc: short}
+	return b
+}
+
+// Short returns bs with their footer labels as help: the first key and a
+// word or two ("s start"), where Help gives every key and a sentence
+// ("s: start the machine"). A binding that is not from this map keeps its
+// help.
+func (m *Map) Short(bs ...key.Binding) []key.Binding {
+	out := make([]key.Binding, len(bs))
+	for i, b := range bs {
+		if h, ok := m.short[b.Help()]; ok {
+			b.SetHelp(h.Key, h.Desc)
+		}
+		out[i] = b
+	}
+	return out
 }
 
 // Section is a titled list of bindings.

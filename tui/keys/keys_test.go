@@ -3,8 +3,11 @@ package keys
 import (
 	"flag"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
+
+	"charm.land/bubbles/v2/key"
 )
 
 var update = flag.Bool("update", false, "rewrite README.md's key table from the keymap")
@@ -59,5 +62,33 @@ func TestShellHasOnlyTheLeaveChord(t *testing.T) {
 	s := Default().Sections(Shell)
 	if len(s) != 1 || len(s[0].Bindings) != 1 || s[0].Bindings[0].Keys()[0] != "ctrl+]" {
 		t.Fatalf("shell sections = %+v", s)
+	}
+}
+
+// TestEveryBindingHasAFooterLabel walks every binding field of the map:
+// each must have a short label, so no footer falls back to a sentence.
+func TestEveryBindingHasAFooterLabel(t *testing.T) {
+	m := Default()
+	v := reflect.ValueOf(m).Elem()
+	n := 0
+	for i := range v.NumField() {
+		if !v.Type().Field(i).IsExported() {
+			continue
+		}
+		b, ok := v.Field(i).Interface().(key.Binding)
+		if !ok {
+			continue
+		}
+		n++
+		s := m.Short(b)[0].Help()
+		if _, ok := m.short[b.Help()]; !ok || s.Key != b.Keys()[0] || s.Desc == "" {
+			t.Errorf("%s: footer label %+v (help %+v)", v.Type().Field(i).Name, s, b.Help())
+		}
+	}
+	if n < 39 {
+		t.Errorf("only %d bindings found", n)
+	}
+	if got := m.Short(m.Quit)[0].Help(); got != (key.Help{Key: "q", Desc: "quit"}) {
+		t.Errorf("Short(Quit) = %+v", got)
 	}
 }

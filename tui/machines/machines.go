@@ -1,7 +1,9 @@
 // Package machines is the dashboard's home view: a live table of machines
 // with a host header, filtering, sorting, and the actions start, stop,
-// restart, delete (confirmed), create (a form) and set-default. Actions run
-// in tea.Cmds; a spinner marks a machine's row while its action runs.
+// restart, delete (confirmed y/N), create (a form) and set-default. Actions
+// run in tea.Cmds; a spinner marks a machine's row while its action runs.
+// It also runs the actions other views ask for (common.ActionMsg), so every
+// action on a machine shows the same way.
 package machines
 
 import (
@@ -18,6 +20,8 @@ import (
 
 	"github.com/machinetop/machinetop/tui/common"
 	"github.com/machinetop/machinetop/tui/form"
+	"github.com/machinetop/machinetop/tui/keys"
+	"github.com/machinetop/machinetop/tui/modal"
 	"github.com/machinetop/machinetop/tui/source"
 	"github.com/machinetop/machinetop/vm"
 )
@@ -52,15 +56,20 @@ type Model struct {
 	filter    textinput.Model
 	filtering bool
 
-	busy    map[string]string // machine → verb in flight ("stopping")
-	spin    int
-	spinOn  bool
-	confirm string // machine awaiting y/N for delete
-	form    *form.Model
+	busy   map[string]string // machine → verb in flight ("stopping")
+	spin   int
+	spinOn bool
+	// modal is the delete confirmation or the create form.
+	modal modal.Model
+	// loaded is set by the first snapshot.
+	loaded bool
 
-	cache    string
-	cacheKey viewKey
+	width, height int
+	cache         string
+	cacheKey      viewKey
 }
+
+var _ common.Component = (*Model)(nil)
 
 // New returns the machines view.
 func New(ctx *common.Context) *Model {
@@ -90,9 +99,33 @@ func (m *Model) Row(name string) (source.Row, bool) {
 // Busy reports the action in flight on name, "" when none.
 func (m *Model) Busy(name string) string { return m.busy[name] }
 
-// Capturing reports whether the view takes every key (a form, the filter
-// or a confirmation is open), so global keys must not act.
-func (m *Model) Capturing() bool { return m.filtering || m.form != nil || m.confirm != "" }
+// Capturing implements common.Component: the filter prompt, the create
+// form or the delete confirmation is open.
+func (m *Model) Capturing() bool { return m.filtering || m.modal.Open() }
+
+// SetSize implements common.Component.
+func (m *Model) SetSize(w, h int) { m.width, m.height = w, h }
+
+// Show implements common.Component; the rows come with every snapshot.
+func (m *Model) Show() tea.Cmd { return nil }
+
+// Hide implements common.Component.
+func (m *Model) Hide() {}
+
+// Title implements common.Component.
+func (m *Model) Title() string { return "Machines" }
+
+// Cursor implements common.Component: the view has no cursor of its own.
+func (m *Model) Cursor() (int, int, bool) { return 0, 0, false }
+
+// ShortHelp implements common.Component.
+func (m *Model) ShortHelp() []key.Binding {
+	k := m.ctx.Keys
+	return k.Short(k.Open, k.Start, k.Stop, k.Restart, k.Delete, k.Create, k.SetDefault, k.Filter)
+}
+
+// FullHelp implements common.Component.
+func (m *Model) FullHelp() []keys.Section { return m.ctx.Keys.Sections(keys.Machines) }
 
 // SetSnapshot replaces the data and keeps the selection on the same
 // machine.
@@ -183,7 +216,10 @@ func (m *Model) sortBy(k string) {
 func (m *Model) Update(msg tea.Msg) tea.Cmd {
 	switch msg := msg.(type) {
 	case common.SnapshotMsg:
+		m.loaded = true
 		m.SetSnapshot(msg.Snap)
+	case common.ActionMsg:
+		return m.do(msg.Machine, msg.Verb)
 	case ActionDoneMsg:
 		delete(m.busy, msg.Name)
 		refresh := func() tea.Msg { return common.RefreshMsg{} }
@@ -201,8 +237,7 @@ func (m *Model) Update(msg tea.Msg) tea.Cmd {
 	case tea.KeyPressMsg:
 		return m.key(msg)
 	default:
-		if m.form != nil {
-			_, cmd := m.form.Update(msg)
+		if used, cmd := m.modal.Update(msg); used {
 			return cmd
 		}
 		if m.filtering {
@@ -216,56 +251,21 @@ func (m *Model) Update(msg tea.Msg) tea.Cmd {
 
 func spinCmd() tea.Cmd { return tea.Tick(spinEvery, func(time.Time) tea.Msg { return spinMsg{} }) }
 
+// key handles a key: the open prompt takes it first, then the filter
+// prompt, then the list's movement, sort and action keys.
 func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
-	k := m.ctx.Keys
-	if m.form != nil {
-		res, cmd := m.form.Update(msg)
-		switch res {
-		case form.Cancelled:
-			m.form = nil
-		case form.Submitted:
-			v := m.form.Values()
-			m.form = nil
-			return m.create(v)
-		}
+	if used, cmd := m.modal.Update(msg); used {
 		return cmd
-	}
-	if m.confirm != "" {
-		name := m.confirm
-		m.confirm = ""
-		if msg.String() == "y" || msg.String() == "Y" {
-			return m.act(name, "delete", "deleting", func(ctx context.Context) error { return m.ctx.Src.Delete(ctx, name) })
-		}
-		return common.Status(common.Statusf("delete %s: cancelled", name))
 	}
 	if m.filtering {
-		switch msg.String() {
-		case "esc":
-			m.filtering = false
-			m.filter.SetValue("")
-			m.filter.Blur()
-			m.apply(m.Selected())
-			return nil
-		case "enter":
-			m.filtering = false
-			m.filter.Blur()
-			return nil
-		}
-		var cmd tea.Cmd
-		m.filter, cmd = m.filter.Update(msg)
-		m.apply(m.Selected())
-		return cmd
+		return m.filterKey(msg)
 	}
-	sel := m.Selected()
+	k := m.ctx.Keys
 	if c, ok := common.MoveCursor(msg, k, m.cursor, len(m.rows)); ok {
 		m.cursor = c
 		return nil
 	}
-	for _, s := range []struct {
-		b   key.Binding
-		col string
-	}{{k.SortName, "name"}, {k.SortImage, "image"}, {k.SortCPUs, "cpus"}, {k.SortMem, "mem"},
-		{k.SortDisk, "disk"}, {k.SortState, "state"}, {k.SortUptime, "uptime"}} {
+	for _, s := range m.sorts() {
 		if key.Matches(msg, s.b) {
 			m.sortBy(s.col)
 			return nil
@@ -278,38 +278,123 @@ func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 	case key.Matches(msg, k.Back):
 		if m.filter.Value() != "" {
 			m.filter.SetValue("")
-			m.apply(sel)
+			m.apply(m.Selected())
 		}
+		return nil
 	case key.Matches(msg, k.Create):
-		img := ""
-		if r, ok := m.Row(sel); ok {
-			img = r.Image
-		}
-		m.form = form.New("Create a machine (it boots when created)",
-			form.Field{Label: "Image", Placeholder: "NAME:TAG", Value: img},
-			form.Field{Label: "Name", Placeholder: "default: from the image"},
-			form.Field{Label: "CPUs", Placeholder: strconv.Itoa(vm.DefaultCPUs())},
-			form.Field{Label: "Memory", Placeholder: "e.g. 512M, 2G (default: half the host's)"})
+		m.openCreateForm()
 		return nil
-	case sel == "":
+	}
+	return m.rowKey(msg, m.Selected())
+}
+
+// filterKey edits the filter prompt: esc clears and closes it, enter
+// closes it keeping the filter; rows are filtered as the user types.
+func (m *Model) filterKey(msg tea.KeyPressMsg) tea.Cmd {
+	switch msg.String() {
+	case "esc":
+		m.filtering = false
+		m.filter.SetValue("")
+		m.filter.Blur()
+		m.apply(m.Selected())
 		return nil
+	case "enter":
+		m.filtering = false
+		m.filter.Blur()
+		return nil
+	}
+	var cmd tea.Cmd
+	m.filter, cmd = m.filter.Update(msg)
+	m.apply(m.Selected())
+	return cmd
+}
+
+// sorts pairs each sort key with the column it sorts by.
+func (m *Model) sorts() []struct {
+	b   key.Binding
+	col string
+} {
+	k := m.ctx.Keys
+	return []struct {
+		b   key.Binding
+		col string
+	}{{k.SortName, "name"}, {k.SortImage, "image"}, {k.SortCPUs, "cpus"}, {k.SortMem, "mem"},
+		{k.SortDisk, "disk"}, {k.SortState, "state"}, {k.SortUptime, "uptime"}}
+}
+
+// rowKey handles the keys that act on the selected machine sel.
+func (m *Model) rowKey(msg tea.KeyPressMsg, sel string) tea.Cmd {
+	k := m.ctx.Keys
+	if sel == "" {
+		return nil
+	}
+	if v, ok := m.verbOf(msg); ok {
+		return m.do(sel, v)
+	}
+	switch {
 	case key.Matches(msg, k.Open):
-		return func() tea.Msg { return common.OpenDetailMsg{Name: sel} }
-	case key.Matches(msg, k.Start):
-		return m.act(sel, "start", "starting", func(ctx context.Context) error { return m.ctx.Src.Start(ctx, sel) })
-	case key.Matches(msg, k.Stop):
-		return m.act(sel, "stop", "stopping", func(ctx context.Context) error { return m.ctx.Src.Stop(ctx, sel) })
-	case key.Matches(msg, k.Restart):
-		return m.act(sel, "restart", "restarting", func(ctx context.Context) error { return m.ctx.Src.Restart(ctx, sel) })
+		return common.Show(keys.Detail, sel)
 	case key.Matches(msg, k.SetDefault):
 		return m.act(sel, "set-default", "", func(context.Context) error { return m.ctx.Src.SetDefault(sel) })
 	case key.Matches(msg, k.Delete):
-		if m.busy[sel] != "" {
-			return common.Status(common.StatusMsg{Err: fmt.Errorf("%s is busy %s", sel, m.busy[sel])})
+		if b := m.busy[sel]; b != "" {
+			return common.Status(common.StatusMsg{Err: fmt.Errorf("%s is busy %s", sel, b)})
 		}
-		m.confirm = sel
+		m.modal.Confirm(fmt.Sprintf("Delete machine %s and its disk?", sel), func() tea.Cmd {
+			return m.act(sel, "delete", "deleting", func(ctx context.Context) error { return m.ctx.Src.Delete(ctx, sel) })
+		}, common.Status(common.Statusf("delete %s: cancelled", sel)))
 	}
 	return nil
+}
+
+// openCreateForm opens the create form, its image prefilled from the
+// selected machine.
+func (m *Model) openCreateForm() {
+	img := ""
+	if r, ok := m.Row(m.Selected()); ok {
+		img = r.Image
+	}
+	m.modal.Form(form.New("Create a machine (it boots when created)",
+		form.Field{Label: "Image", Placeholder: "NAME:TAG", Value: img},
+		form.Field{Label: "Name", Placeholder: "default: from the image"},
+		form.Field{Label: "CPUs", Placeholder: strconv.Itoa(vm.DefaultCPUs())},
+		form.Field{Label: "Memory", Placeholder: "e.g. 512M, 2G (default: half the host's)"}), m.create)
+}
+
+// verbs are the machine actions with a key of their own, here and in
+// the detail view (common.ActionMsg): the verb, the word its busy row
+// shows, and the Source call.
+var verbs = map[common.Verb]struct {
+	progress string
+	run      func(src source.Source, ctx context.Context, name string) error
+}{
+	common.VerbStart:   {"starting", source.Source.Start},
+	common.VerbStop:    {"stopping", source.Source.Stop},
+	common.VerbRestart: {"restarting", source.Source.Restart},
+}
+
+// verbOf returns the verb bound to msg.
+func (m *Model) verbOf(msg tea.KeyPressMsg) (common.Verb, bool) {
+	k := m.ctx.Keys
+	switch {
+	case key.Matches(msg, k.Start):
+		return common.VerbStart, true
+	case key.Matches(msg, k.Stop):
+		return common.VerbStop, true
+	case key.Matches(msg, k.Restart):
+		return common.VerbRestart, true
+	}
+	return "", false
+}
+
+// do runs verb on machine name.
+func (m *Model) do(name string, v common.Verb) tea.Cmd {
+	a, ok := verbs[v]
+	if !ok {
+		return common.Status(common.StatusMsg{Err: fmt.Errorf("%s %s: no such machine action", v, name)})
+	}
+	src := m.ctx.Src
+	return m.act(name, string(v), a.progress, func(ctx context.Context) error { return a.run(src, ctx, name) })
 }
 
 // act runs fn for machine name in a Cmd, marking the row busy with
@@ -361,19 +446,4 @@ func (m *Model) create(v []string) tea.Cmd {
 		label = opts.Image
 	}
 	return m.act(label, "create", "creating", func(ctx context.Context) error { return m.ctx.Src.Create(ctx, opts) })
-}
-
-// Do runs the machine action bound to msg (start, stop or restart) on
-// machine name; other keys do nothing.
-func (m *Model) Do(name string, msg tea.KeyPressMsg) tea.Cmd {
-	k := m.ctx.Keys
-	switch {
-	case key.Matches(msg, k.Start):
-		return m.act(name, "start", "starting", func(ctx context.Context) error { return m.ctx.Src.Start(ctx, name) })
-	case key.Matches(msg, k.Stop):
-		return m.act(name, "stop", "stopping", func(ctx context.Context) error { return m.ctx.Src.Stop(ctx, name) })
-	case key.Matches(msg, k.Restart):
-		return m.act(name, "restart", "restarting", func(ctx context.Context) error { return m.ctx.Src.Restart(ctx, name) })
-	}
-	return nil
 }

@@ -93,14 +93,14 @@ func Cells(th *theme.Theme, r source.Row, busy string, spin int, now time.Time) 
 	}
 }
 
-// viewKey is everything View's output depends on besides the form and
+// viewKey is everything View's output depends on besides the prompts and
 // the filter prompt (not cached while open).
 type viewKey struct {
 	w, h, cursor, offset, spin, busy int
 	snap                             time.Time
 	sort                             string
 	rev                              bool
-	filter, confirm                  string
+	filter                           string
 	theme                            *theme.Theme
 	uptimeMinute                     int64
 }
@@ -109,11 +109,14 @@ type viewKey struct {
 // something it shows changes: View runs after every message.
 func (m *Model) View() string {
 	th := m.ctx.Theme
-	w, h := m.ctx.Width, m.ctx.Height
+	w, h := m.width, m.height
+	if !m.loaded {
+		return common.Fit(th.Muted.Render("loading machines…"), w, h)
+	}
 	now := m.ctx.Now()
 	k := viewKey{w, h, m.cursor, m.offset, m.spin, len(m.busy), m.snap.Time, m.sortKey, m.sortRev,
-		m.filter.Value(), m.confirm, th, now.Unix() / 60}
-	cacheable := m.form == nil && !m.filtering
+		m.filter.Value(), th, now.Unix() / 60}
+	cacheable := !m.modal.Open() && !m.filtering
 	if cacheable && k == m.cacheKey && m.cache != "" {
 		return m.cache
 	}
@@ -131,10 +134,8 @@ func (m *Model) render(th *theme.Theme, w, h int, now time.Time) string {
 	sb.WriteString("\n")
 	var bottom []string
 	switch {
-	case m.form != nil:
-		bottom = strings.Split(m.form.View(th, w), "\n")
-	case m.confirm != "":
-		bottom = []string{th.Error.Render(fmt.Sprintf("Delete machine %s and its disk? [y/N]", m.confirm))}
+	case m.modal.Open():
+		bottom = strings.Split(m.modal.View(th, w), "\n")
 	case m.filtering || m.filter.Value() != "":
 		bottom = []string{m.filter.View()}
 	}

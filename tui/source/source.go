@@ -1,13 +1,17 @@
 // Package source is everything the dashboard reads from or does to the
 // host: machines (vm.Manager), guest metrics (the agent), images
-// (images.Store), build journals and console logs. The views never do I/O
-// themselves; they call a Source from tea.Cmds. Fake is an in-memory Source
+// (images.Store), console logs, build and pull journals, and builds. The
+// views never do I/O themselves; they call a Source from tea.Cmds. Live is
+// the Source over the real host; package sourcetest has an in-memory one
 // for tests.
 package source
 
 import (
+	"bytes"
 	"context"
-	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,10 +61,6 @@ type Snapshot struct {
 	Err error
 }
 
-// ErrPullUnavailable is returned by a Source that cannot pull images
-// (Fake).
-var ErrPullUnavailable = errors.New("pull is not available yet")
-
 // Source is the dashboard's access to the host. Every method may block
 // on I/O and must be called from a tea.Cmd, never from Update.
 type Source interface {
@@ -75,19 +75,52 @@ type Source interface {
 	Create(ctx context.Context, opts vm.CreateOptions) error
 	// Images lists the local images.
 	Images() ([]images.Image, error)
+	// ImageUsers returns the names of the machines made from the image
+	// with this digest ("sha256:…") or reference ("name:tag", "" matches
+	// none), sorted: an image in use is not deleted.
+	ImageUsers(digest, ref string) ([]string, error)
 	// RemoveImage deletes an image by reference.
 	RemoveImage(ref string) error
-	// Pull fetches ref into the store, calling ev for each progress event;
-	// ErrPullUnavailable when pulls are not built in.
+	// Pull fetches ref into the store, calling ev for each progress event
+	// (from the calling goroutine or another, one at a time).
 	Pull(ctx context.Context, ref string, ev func(progress.Event)) error
 	// Agent returns the guest agent client of a running machine.
 	Agent(name string) (*client.Client, error)
-	// ConsoleLog is the path of the machine's console log.
-	ConsoleLog(name string) string
-	// JournalDir is the directory of build and pull journals.
-	JournalDir() string
-	// Executable is the machinetop binary builds are run with.
-	Executable() string
+	// ConsoleLog reads machine name's console log from byte offset off, as
+	// ReadLogFrom does; a machine that never booted has no log
+	// (fs.ErrNotExist).
+	ConsoleLog(name string, off int64) (data []byte, next int64, err error)
+	// Jobs lists the journalled builds and pulls (started here or by the
+	// CLI in any process), newest first (progress.List).
+	Jobs() ([]progress.Summary, error)
+	// JobEvents reads the journal of job from byte offset off: its
+	// complete events and the offset to read from next (progress.ReadFrom).
+	JobEvents(job string, off int64) (evs []progress.Event, next int64, err error)
+	// Build builds an image and waits for it to end. It journals like the
+	// CLI's `machinetop build`, so Jobs lists it while it runs.
+	Build(ctx context.Context, b BuildRequest) error
+}
+
+// BuildRequest is what the dashboard's build form asks for.
+type BuildRequest struct {
+	// Dir is the build context directory (required).
+	Dir string
+	// Dockerfile is the Dockerfile's path; "" means DIR/Dockerfile.
+	Dockerfile string
+	// Tag names the image ("name:tag"); "" leaves it untagged.
+	Tag string
+}
+
+// Args returns the arguments of `machinetop build` for b.
+func (b BuildRequest) Args() []string {
+	args := []string{"build"}
+	if b.Tag != "" {
+		args = append(args, "-t", b.Tag)
+	}
+	if b.Dockerfile != "" {
+		args = append(args, "-f", b.Dockerfile)
+	}
+	return append(args, b.Dir)
 }
 
 // Live is the Source over a real data directory (package app).
@@ -210,9 +243,15 @@ func (l *Live) Create(ctx context.Context, opts vm.CreateOptions) error {
 // Images implements Source.
 func (l *Live) Images() ([]images.Image, error) { return l.App.Images.List() }
 
-// RemoveImage implements Source: the dashboard asked y/N and shows who
-// uses an image, so the removal is forced.
-func (l *Live) RemoveImage(ref string) error { return l.App.RemoveImage(ref, true) }
+// ImageUsers implements Source with the rule the CLI's `image rm` uses
+// (package app).
+func (l *Live) ImageUsers(digest, ref string) ([]string, error) {
+	return l.App.Machines.MachinesUsingImage(digest, ref)
+}
+
+// RemoveImage implements Source; an image machines were made from is
+// refused (app.ErrImageInUse), as in the CLI without --force.
+func (l *Live) RemoveImage(ref string) error { return l.App.RemoveImage(ref, false) }
 
 // Pull implements Source.
 func (l *Live) Pull(ctx context.Context, ref string, ev func(progress.Event)) error {
@@ -230,10 +269,35 @@ func (l *Live) Agent(name string) (*client.Client, error) {
 }
 
 // ConsoleLog implements Source.
-func (l *Live) ConsoleLog(name string) string { return l.App.Machines.ConsoleLog(name) }
+func (l *Live) ConsoleLog(name string, off int64) ([]byte, int64, error) {
+	return ReadLogFrom(l.App.Machines.ConsoleLog(name), off)
+}
 
-// JournalDir implements Source.
+// JournalDir is the directory of the build and pull journals.
 func (l *Live) JournalDir() string { return l.App.Data.Builds() }
 
-// Executable implements Source.
-func (l *Live) Executable() string { return l.Exe }
+// Jobs implements Source.
+func (l *Live) Jobs() ([]progress.Summary, error) { return progress.List(l.JournalDir()) }
+
+// JobEvents implements Source.
+func (l *Live) JobEvents(job string, off int64) ([]progress.Event, int64, error) {
+	return ReadJob(l.JournalDir(), job, off)
+}
+
+// Build implements Source: it runs `Exe build …` as a subprocess, so the
+// build journals exactly as the CLI's does and survives nothing but its
+// own end. A failure's error ends with the last line the build wrote to
+// stderr.
+func (l *Live) Build(ctx context.Context, b BuildRequest) error {
+	cmd := exec.CommandContext(ctx, l.Exe, b.Args()...)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	err := cmd.Run()
+	if err != nil {
+		if s := strings.TrimSpace(errb.String()); s != "" {
+			lines := strings.Split(s, "\n")
+			err = fmt.Errorf("%v: %s", err, lines[len(lines)-1])
+		}
+	}
+	return err
+}

@@ -1,18 +1,29 @@
-package source
+// Package sourcetest is test support for the dashboard: Fake, an in-memory
+// source.Source whose machines and images are plain slices, while console
+// logs and journals are real files under a directory, read with the same
+// functions the live source uses.
+package sourcetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/machinetop/machinetop/guest/client"
 	"github.com/machinetop/machinetop/images"
 	"github.com/machinetop/machinetop/images/progress"
+	"github.com/machinetop/machinetop/tui/source"
 	"github.com/machinetop/machinetop/vm"
+	"github.com/machinetop/machinetop/vm/layout"
 )
+
+// ErrPull is what Fake.Pull returns: the fake has no registry.
+var ErrPull = errors.New("pull is not available from the test source")
 
 // Fake is an in-memory Source for tests: actions change the rows at once
 // (or fail with Err), Snapshot returns the rows as they are. It is safe for
@@ -20,19 +31,21 @@ import (
 type Fake struct {
 	mu sync.Mutex
 	// Rows are the machines Snapshot reports.
-	Rows []Row
+	Rows []source.Row
 	// Host is what Snapshot reports about the host.
-	Host Host
+	Host source.Host
 	// Imgs are the images Images reports.
 	Imgs []images.Image
 	// Err, when set, is returned by every action.
 	Err error
-	// Dir is a directory for console logs and journals ("" means the
-	// system temp directory).
+	// Dir holds the console logs (ConsolePath) and journals (JournalDir);
+	// tests set it to a t.TempDir.
 	Dir string
 	// Calls records the actions, e.g. "stop bb".
 	Calls []string
 }
+
+var _ source.Source = (*Fake)(nil)
 
 func (f *Fake) record(call string) error {
 	f.mu.Lock()
@@ -41,7 +54,7 @@ func (f *Fake) record(call string) error {
 	return f.Err
 }
 
-func (f *Fake) set(name string, fn func(*Row)) {
+func (f *Fake) set(name string, fn func(*source.Row)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i := range f.Rows {
@@ -52,10 +65,10 @@ func (f *Fake) set(name string, fn func(*Row)) {
 }
 
 // Snapshot implements Source.
-func (f *Fake) Snapshot(ctx context.Context) Snapshot {
+func (f *Fake) Snapshot(ctx context.Context) source.Snapshot {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return Snapshot{Time: time.Now(), Rows: append([]Row(nil), f.Rows...), Host: f.Host}
+	return source.Snapshot{Time: time.Now(), Rows: append([]source.Row(nil), f.Rows...), Host: f.Host}
 }
 
 // Start implements Source.
@@ -63,7 +76,7 @@ func (f *Fake) Start(ctx context.Context, name string) error {
 	if err := f.record("start " + name); err != nil {
 		return err
 	}
-	f.set(name, func(r *Row) { r.State = vm.StateRunning })
+	f.set(name, func(r *source.Row) { r.State = vm.StateRunning })
 	return nil
 }
 
@@ -72,7 +85,7 @@ func (f *Fake) Stop(ctx context.Context, name string) error {
 	if err := f.record("stop " + name); err != nil {
 		return err
 	}
-	f.set(name, func(r *Row) { r.State = vm.StateStopped; r.Metrics = nil; r.IP = "" })
+	f.set(name, func(r *source.Row) { r.State = vm.StateStopped; r.Metrics = nil; r.IP = "" })
 	return nil
 }
 
@@ -86,13 +99,7 @@ func (f *Fake) Delete(ctx context.Context, name string) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var keep []Row
-	for _, r := range f.Rows {
-		if r.Name != name {
-			keep = append(keep, r)
-		}
-	}
-	f.Rows = keep
+	f.Rows = slices.DeleteFunc(f.Rows, func(r source.Row) bool { return r.Name == name })
 	return nil
 }
 
@@ -116,7 +123,7 @@ func (f *Fake) Create(ctx context.Context, o vm.CreateOptions) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	r := Row{}
+	r := source.Row{}
 	r.Name, r.Image, r.CPUs, r.MemoryBytes, r.State = o.Name, o.Image, o.CPUs, o.MemoryBytes, vm.StateRunning
 	f.Rows = append(f.Rows, r)
 	return nil
@@ -129,6 +136,21 @@ func (f *Fake) Images() ([]images.Image, error) {
 	return append([]images.Image(nil), f.Imgs...), nil
 }
 
+// ImageUsers implements Source over Rows with vm.Manager's rule: same
+// digest, or same reference.
+func (f *Fake) ImageUsers(digest, ref string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, r := range f.Rows {
+		if r.ImageDigest == digest || (ref != "" && r.Image == ref) {
+			out = append(out, r.Name)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
 // RemoveImage implements Source.
 func (f *Fake) RemoveImage(ref string) error {
 	if err := f.record("rmi " + ref); err != nil {
@@ -136,19 +158,13 @@ func (f *Fake) RemoveImage(ref string) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var keep []images.Image
-	for _, im := range f.Imgs {
-		if im.Ref() != ref {
-			keep = append(keep, im)
-		}
-	}
-	f.Imgs = keep
+	f.Imgs = slices.DeleteFunc(f.Imgs, func(im images.Image) bool { return im.Ref() == ref })
 	return nil
 }
 
-// Pull implements Source: ErrPullUnavailable (tests).
+// Pull implements Source: ErrPull.
 func (f *Fake) Pull(ctx context.Context, ref string, ev func(progress.Event)) error {
-	return ErrPullUnavailable
+	return ErrPull
 }
 
 // Agent implements Source: always an error.
@@ -156,18 +172,29 @@ func (f *Fake) Agent(name string) (*client.Client, error) {
 	return nil, fmt.Errorf("machine %s has no agent in tests", name)
 }
 
-func (f *Fake) dir() string {
-	if f.Dir != "" {
-		return f.Dir
-	}
-	return os.TempDir()
+// ConsolePath is where ConsoleLog reads machine name's log: DIR/NAME.console.log.
+func (f *Fake) ConsolePath(name string) string {
+	return filepath.Join(f.Dir, name+".console.log")
 }
 
-// ConsoleLog implements Source: DIR/NAME.console.log.
-func (f *Fake) ConsoleLog(name string) string { return filepath.Join(f.dir(), name+".console.log") }
+// ConsoleLog implements Source with source.ReadLogFrom on ConsolePath.
+func (f *Fake) ConsoleLog(name string, off int64) ([]byte, int64, error) {
+	return source.ReadLogFrom(f.ConsolePath(name), off)
+}
 
-// JournalDir implements Source: DIR/builds.
-func (f *Fake) JournalDir() string { return filepath.Join(f.dir(), "builds") }
+// JournalDir is where Jobs and JobEvents read journals: DIR/builds.
+func (f *Fake) JournalDir() string { return layout.Data{Root: f.Dir}.Builds() }
 
-// Executable implements Source: "false".
-func (f *Fake) Executable() string { return "false" }
+// Jobs implements Source with progress.List on JournalDir.
+func (f *Fake) Jobs() ([]progress.Summary, error) { return progress.List(f.JournalDir()) }
+
+// JobEvents implements Source with source.ReadJob on JournalDir.
+func (f *Fake) JobEvents(job string, off int64) ([]progress.Event, int64, error) {
+	return source.ReadJob(f.JournalDir(), job, off)
+}
+
+// Build implements Source: it records "build ARGS…" (the arguments the
+// live source runs `machinetop` with) and returns Err.
+func (f *Fake) Build(ctx context.Context, b source.BuildRequest) error {
+	return f.record(strings.Join(b.Args(), " "))
+}
