@@ -18,6 +18,9 @@ const (
 	StateStarting = control.StateStarting
 	StateRunning  = control.StateRunning
 	StateStopping = control.StateStopping
+	// StateBroken is a machine whose configuration cannot be read
+	// (Machine.Problem says why); `machine rm` deletes it.
+	StateBroken = "broken"
 )
 
 // GuestFacts is what the agent last reported about the image's support
@@ -69,9 +72,13 @@ type Machine struct {
 	// Notes are messages for the user about missing host integration,
 	// e.g. an image without sudo or without an SSH server.
 	Notes []string `json:"notes,omitempty"`
+	// Problem says why a StateBroken machine cannot be used.
+	Problem string `json:"problem,omitempty"`
 }
 
-// List returns every machine with its live state.
+// List returns every machine with its live state. A machine whose
+// configuration cannot be read is listed with StateBroken and the reason
+// in Problem, so that one bad machine does not hide the others.
 func (m *Manager) List(ctx context.Context) ([]Machine, error) {
 	names, err := m.Names()
 	if err != nil {
@@ -80,11 +87,12 @@ func (m *Manager) List(ctx context.Context) ([]Machine, error) {
 	out := make([]Machine, 0, len(names))
 	for _, n := range names {
 		cfg, err := m.Load(n)
-		if errors.Is(err, ErrNotFound) {
+		switch {
+		case errors.Is(err, ErrNotFound):
 			continue // deleted meanwhile
-		}
-		if err != nil {
-			return nil, err
+		case err != nil:
+			out = append(out, Machine{Config: Config{Name: n}, State: StateBroken, Dir: m.Dir(n).Dir, Problem: err.Error()})
+			continue
 		}
 		out = append(out, *m.Get(ctx, cfg))
 	}

@@ -62,6 +62,10 @@ var (
 	ErrStartFailed = control.ErrStartFailed
 	// ErrAgentTimeout: the guest agent did not answer in time.
 	ErrAgentTimeout = control.ErrAgentTimeout
+	// ErrBroken is returned (wrapped, naming the machine and the file)
+	// when a machine's configuration cannot be read: List shows such a
+	// machine as StateBroken, and RemoveBroken deletes it.
+	ErrBroken = errors.New("machine state is unreadable")
 )
 
 // Dir returns the directory layout of the machine named name.
@@ -142,11 +146,15 @@ type managerState struct {
 	Default string `json:"default,omitempty"`
 }
 
+// readState reads the data directory's state. A missing file is no
+// state; so is a corrupt one (a crash cannot make one, since it is written
+// atomically, but a disk error or a hand edit can): it only names the
+// default machine, and the next SetDefault writes it anew.
 func (m *Manager) readState() (managerState, error) {
 	var s managerState
 	err := atomicfile.ReadJSON(m.Data.State(), &s)
-	if errors.Is(err, fs.ErrNotExist) {
-		err = nil
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, atomicfile.ErrCorrupt) {
+		return managerState{}, nil
 	}
 	return s, err
 }
@@ -212,7 +220,10 @@ func (m *Manager) Load(name string) (*Config, error) {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%w %q: see `machinetop machine ls`", ErrNotFound, name)
 		}
-		return nil, err
+		return nil, fmt.Errorf("machine %s: %w: %v; delete it with `machinetop machine rm %s`", name, ErrBroken, err, name)
+	}
+	if c.Name != name || c.ID == "" {
+		return nil, fmt.Errorf("machine %s: %w: %s names machine %q with ID %q; delete it with `machinetop machine rm %s`", name, ErrBroken, m.Dir(name).Config(), c.Name, c.ID, name)
 	}
 	return &c, nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -192,5 +193,60 @@ func TestBuilderMachineNeverDefault(t *testing.T) {
 	}
 	if d, _ := m.Default(); d != "" {
 		t.Fatalf("a builder machine became the default: %q", d)
+	}
+}
+
+// TestCorruptStateIsContained truncates one machine's config.json and the
+// data directory's state file: the other machine keeps working, the
+// broken one is listed with the reason, and it can be deleted.
+func TestCorruptStateIsContained(t *testing.T) {
+	m := newTestManager(t)
+	ctx := context.Background()
+	for _, n := range []string{"good", "bad"} {
+		if _, err := m.Create(ctx, CreateOptions{Image: "test:latest", Name: n, CPUs: 1, MemoryBytes: GiB}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := os.ReadFile(m.Dir("bad").Config())
+	os.WriteFile(m.Dir("bad").Config(), b[:len(b)/2], 0o600)
+	os.WriteFile(m.Data.State(), []byte(`{"defa`), 0o600)
+
+	ms, err := m.List(ctx)
+	if err != nil || len(ms) != 2 {
+		t.Fatalf("List = %v, %v; want both machines", ms, err)
+	}
+	for _, mc := range ms {
+		switch mc.Name {
+		case "bad":
+			if mc.State != StateBroken || !strings.Contains(mc.Problem, "config.json") {
+				t.Errorf("bad: state %q, problem %q", mc.State, mc.Problem)
+			}
+		case "good":
+			if mc.State != StateStopped {
+				t.Errorf("good: state %q", mc.State)
+			}
+		}
+	}
+	if _, err := m.Load("bad"); !errors.Is(err, ErrBroken) || !strings.Contains(err.Error(), "machine rm bad") {
+		t.Errorf("Load(bad) = %v, want ErrBroken saying how to delete it", err)
+	}
+	if _, err := m.Resolve(""); err == nil {
+		t.Error("a corrupt state file still names a default")
+	}
+	good, err := m.Load("good")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetDefault(good); err != nil {
+		t.Fatalf("SetDefault over a corrupt state file: %v", err)
+	}
+	if _, err := m.RemoveBroken("good"); err == nil {
+		t.Error("RemoveBroken deleted a healthy machine")
+	}
+	if _, err := m.RemoveBroken("bad"); err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := m.Names(); len(names) != 1 || names[0] != "good" {
+		t.Fatalf("after RemoveBroken: %v", names)
 	}
 }

@@ -5,6 +5,7 @@ package atomicfile
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 
@@ -26,16 +27,20 @@ func WriteJSON(path string, v any) error {
 	return WriteFile(path, append(b, '\n'), 0o600)
 }
 
+// ErrCorrupt is wrapped by ReadJSON's error for a file that is not valid
+// JSON of the expected shape.
+var ErrCorrupt = errors.New("corrupt")
+
 // ReadJSON reads the JSON file at path into v. An unreadable file gives
 // the os error (fs.ErrNotExist for a missing one); bad JSON gives an error
-// saying path is corrupt.
+// wrapping ErrCorrupt that names path.
 func ReadJSON(path string, v any) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
 	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("%s is corrupt: %w", path, err)
+		return fmt.Errorf("%s is %w: %v", path, ErrCorrupt, err)
 	}
 	return nil
 }
