@@ -144,6 +144,45 @@ func (m *Manager) Start(ctx context.Context, cfg *Config) error {
 	}
 }
 
+// reattachWait bounds how long Get waits for a new supervisor to adopt an
+// orphaned VM and answer.
+const reattachWait = 5 * time.Second
+
+// reattach starts a supervisor for cfg's orphaned VM (it adopts the VM)
+// and returns its status once the agent answers again, or the latest one
+// after reattachWait.
+func (m *Manager) reattach(ctx context.Context, cfg *Config) (*control.Status, error) {
+	if _, err := m.spawn(cfg); err != nil {
+		return nil, err
+	}
+	run, err := m.run(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, reattachWait)
+	defer cancel()
+	var last *control.Status
+	for {
+		err := control.Watch(ctx, run.Control(), func(st *control.Status) bool {
+			last = st
+			// Running with the agent back (so the address is known), or
+			// no longer running.
+			return st.State == StateStarting || (st.State == StateRunning && !st.AgentReady)
+		})
+		if err == nil {
+			return last, nil
+		}
+		select {
+		case <-ctx.Done():
+			if last != nil {
+				return last, nil
+			}
+			return nil, fmt.Errorf("machine %s: no supervisor took over its VM: %w", cfg.Name, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
 // startFailure explains a supervisor that exited during Start, with the
 // last error line of its log.
 func (m *Manager) startFailure(name string, err error) error {

@@ -111,7 +111,16 @@ func (m *Manager) Get(ctx context.Context, cfg *Config) *Machine {
 			mc.DiskAllocated = uint64(st.Blocks) * 512
 		}
 	}
-	if st, err := m.status(ctx, cfg); err == nil {
+	st, err := m.status(ctx, cfg)
+	if err != nil && m.orphanRunning(cfg) {
+		// The VM outlived its supervisor: attach a new one, so that the
+		// machine reports (and can be driven) as before.
+		st, err = m.reattach(ctx, cfg)
+		if err != nil {
+			mc.State = StateRunning
+		}
+	}
+	if err == nil {
 		mc.State = st.State
 		mc.IP = st.IP
 		mc.Started = st.Started
@@ -123,8 +132,6 @@ func (m *Manager) Get(ctx context.Context, cfg *Config) *Machine {
 			mc.ActiveMounts = append(mc.ActiveMounts, ActiveMount{
 				Mount: Mount{Host: am.Host, Guest: am.Guest, ReadOnly: am.ReadOnly}, FSType: am.FSType})
 		}
-	} else if m.orphanRunning(cfg) {
-		mc.State = StateRunning
 	}
 	if mc.Guest == nil {
 		var g GuestFacts
