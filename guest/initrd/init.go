@@ -253,7 +253,42 @@ func setHostname(name string) {
 		if err := os.WriteFile(p, []byte(name+"\n"), 0o644); err != nil {
 			log.Printf("hostname: %v", err)
 		}
+		// sudo and others resolve the hostname; without an entry they
+		// print "unable to resolve host" on every call.
+		hosts := newRoot + "/etc/hosts"
+		old, _ := os.ReadFile(hosts)
+		if fixed, changed := hostsWithName(string(old), name); changed {
+			os.Remove(hosts) // never write through a symlink
+			if err := os.WriteFile(hosts, []byte(fixed), 0o644); err != nil {
+				log.Printf("hosts: %v", err)
+			}
+		}
 	}
+}
+
+// hostsWithName returns hosts(5) content in which name resolves: unchanged
+// when a line already names it, else with "127.0.1.1 name" added (the
+// Debian convention for the machine's own name), and "localhost" lines
+// added to an empty file.
+func hostsWithName(content, name string) (string, bool) {
+	for _, line := range strings.Split(content, "\n") {
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		f := strings.Fields(line)
+		for _, h := range f[min(1, len(f)):] {
+			if h == name {
+				return content, false
+			}
+		}
+	}
+	if strings.TrimSpace(content) == "" {
+		content = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+	}
+	if !strings.HasSuffix(content, "\n") {
+		content += "\n"
+	}
+	return content + "127.0.1.1\t" + name + "\n", true
 }
 
 // configureNetwork applies proto.ParamNet ("ADDR/PREFIX,GATEWAY,DNS"): lo
