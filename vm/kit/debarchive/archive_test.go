@@ -336,6 +336,9 @@ func TestGoodPath(t *testing.T) {
 	if _, err := c2.Download(ctx, p2, debs); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := c2.Lookup(ctx, "amd64", "absent"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("cached Lookup(absent) = %v, want ErrNotFound", err)
+	}
 	if reqs := a.takeRequests(); len(reqs) != 0 {
 		t.Errorf("cached Lookup and Download made requests: %v", reqs)
 	}
@@ -638,9 +641,9 @@ func TestProxyFromEnvironment(t *testing.T) {
 	}
 }
 
-// TestLookupNewest takes the higher version across suites and passes over
+// TestFind takes the higher version across suites and passes over
 // a mirror that cannot be reached.
-func TestLookupNewest(t *testing.T) {
+func TestFind(t *testing.T) {
 	a := newTestArchive(t)
 	standardSuite(t, a, suiteOpts{})
 	sec := makeDeb(t, "hello", "2.0-1+sec1", payload(100))
@@ -653,24 +656,30 @@ func TestLookupNewest(t *testing.T) {
 	gone := &Client{Mirror: "http://127.0.0.1:1/debian", Suite: "stable", CacheDir: cache, Keyring: a.keyring(),
 		Log: func(m string) { logs = append(logs, m) }}
 	ctx := context.Background()
-	p, from, err := LookupNewest(ctx, []*Client{main, security, gone}, "amd64", "hello")
+	p, from, err := Find(ctx, []*Client{main, security, gone}, "amd64", "hello", "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if p.Version != "2.0-1+sec1" || from != security {
 		t.Errorf("newest = %s from %s, want 2.0-1+sec1 from the security suite", p.Version, from.Suite)
 	}
-	if p, from, err = LookupNewest(ctx, []*Client{main, security}, "amd64", "hello-latest"); err != nil || from != main || p.Version != "2" {
+	if p, from, err = Find(ctx, []*Client{main, security}, "amd64", "hello-latest", ""); err != nil || from != main || p.Version != "2" {
 		t.Errorf("a package in one suite only: %+v %v", p, err)
 	}
-	if _, _, err := LookupNewest(ctx, []*Client{main, security}, "amd64", "absent"); !errors.Is(err, ErrNotFound) {
+	if _, _, err := Find(ctx, []*Client{main, security}, "amd64", "absent", ""); !errors.Is(err, ErrNotFound) {
 		t.Errorf("absent everywhere: %v", err)
+	}
+	if p, from, err = Find(ctx, []*Client{main, security}, "amd64", "hello", "2.0-1"); err != nil || from != main || p.Version != "2.0-1" {
+		t.Errorf("an exact version: %+v %v", p, err)
+	}
+	if _, _, err = Find(ctx, []*Client{main, security}, "amd64", "hello", "1.0-1"); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "2.0-1 in stable") {
+		t.Errorf("a version no index has on top: %v", err)
 	}
 	// A verification failure in any suite is an error, not a pass-over.
 	a.set("/debian/dists/stable-security/InRelease", []byte("junk"))
 	security2 := a.client(t, t.TempDir())
 	security2.Suite = "stable-security"
-	if _, _, err := LookupNewest(ctx, []*Client{main, security2}, "amd64", "hello"); err == nil {
+	if _, _, err := Find(ctx, []*Client{main, security2}, "amd64", "hello", ""); err == nil {
 		t.Error("a bad InRelease in one suite was passed over")
 	}
 }

@@ -347,16 +347,19 @@ func (c *Client) Index(ctx context.Context, arch string) (*Index, error) {
 }
 
 // lookupRecord is a Lookup's result kept in the cache, valid for the
-// Release whose digest it names.
+// Release whose digest it names. Package is nil for a name the index
+// does not have.
 type lookupRecord struct {
-	Release string  `json:"release"`
-	Package Package `json:"package"`
+	Release string   `json:"release"`
+	Name    string   `json:"name"`
+	Package *Package `json:"package"`
 }
 
 // Lookup returns the highest version of package name for the Debian
 // architecture arch, with its URL set. The answer is kept in the cache for
 // as long as the Release stays the same, so a repeated Lookup does not
-// read the index. A missing package is an error wrapping ErrNotFound.
+// read the index; so is the absence of a package, an error wrapping
+// ErrNotFound.
 func (c *Client) Lookup(ctx context.Context, arch, name string) (*Package, error) {
 	if !validName.MatchString(name) {
 		return nil, fmt.Errorf("debarchive: bad package name %q", name)
@@ -368,33 +371,35 @@ func (c *Client) Lookup(ctx context.Context, arch, name string) (*Package, error
 	if err != nil {
 		return nil, err
 	}
+	answer := func(p *Package) (*Package, error) {
+		if p == nil {
+			return nil, fmt.Errorf("%w: %s has no %s for %s in %s", ErrNotFound, c.mirror(), name, arch, c.Suite)
+		}
+		out := *p
+		out.URL = c.mirror() + "/" + p.Filename
+		return &out, nil
+	}
 	recPath := filepath.Join(c.suiteDir(), "lookups", arch, name+".json")
 	if b, err := os.ReadFile(recPath); err == nil {
 		var rec lookupRecord
-		if json.Unmarshal(b, &rec) == nil && rec.Release == rel.Digest && rec.Package.Name == name {
-			p := rec.Package
-			p.URL = c.mirror() + "/" + p.Filename
-			return &p, nil
+		if json.Unmarshal(b, &rec) == nil && rec.Release == rel.Digest && rec.Name == name &&
+			(rec.Package == nil || rec.Package.Name == name) {
+			return answer(rec.Package)
 		}
 	}
 	ix, err := c.Index(ctx, arch)
 	if err != nil {
 		return nil, err
 	}
-	p, ok := ix.Package(name)
-	if !ok {
-		return nil, fmt.Errorf("%w: %s has no %s for %s in %s", ErrNotFound, c.mirror(), name, arch, c.Suite)
-	}
-	b, _ := json.Marshal(lookupRecord{Release: rel.Digest, Package: *p})
+	p, _ := ix.Package(name)
+	b, _ := json.Marshal(lookupRecord{Release: rel.Digest, Name: name, Package: p})
 	if err := os.MkdirAll(filepath.Dir(recPath), 0o755); err != nil {
 		return nil, err
 	}
 	if err := renameio.WriteFile(recPath, b, 0o644); err != nil {
 		return nil, err
 	}
-	out := *p
-	out.URL = c.mirror() + "/" + p.Filename
-	return &out, nil
+	return answer(p)
 }
 
 // Download puts the .deb of p (as Lookup returned it) into dir as
@@ -436,16 +441,19 @@ func (c *Client) Download(ctx context.Context, p *Package, dir string) (string, 
 	return dst, nil
 }
 
-// LookupNewest looks name up for arch with each client and returns the
-// highest version found, with the client that has it (whose Download
-// fetches it). A client that cannot reach its mirror, and has nothing
+// Find looks name up for arch with each client and returns, with the
+// client that has it (whose Download fetches it), the highest version
+// found, or when version is not empty the client whose index has exactly
+// that version. A client that cannot reach its mirror, and has nothing
 // cached, is passed over with a log line when another client finds the
-// package; verification errors are always returned.
-func LookupNewest(ctx context.Context, clients []*Client, arch, name string) (*Package, *Client, error) {
+// package; verification errors are always returned. When no client has
+// the package (or that version) the error wraps ErrNotFound.
+func Find(ctx context.Context, clients []*Client, arch, name, version string) (*Package, *Client, error) {
 	var (
 		best     *Package
 		bestFrom *Client
 		errs     []error
+		others   []string
 	)
 	for _, c := range clients {
 		p, err := c.Lookup(ctx, arch, name)
@@ -457,16 +465,23 @@ func LookupNewest(ctx context.Context, clients []*Client, arch, name string) (*P
 			errs = append(errs, err)
 			continue
 		}
+		if version != "" && p.Version != version {
+			others = append(others, p.Version+" in "+c.Suite)
+			continue
+		}
 		if best == nil || compareVersions(p.Version, best.Version) > 0 {
 			best, bestFrom = p, c
 		}
 	}
 	if best == nil {
+		if len(others) > 0 {
+			errs = append(errs, fmt.Errorf("%w: %s %s is not in the archive (it has %s)", ErrNotFound, name, version, strings.Join(others, ", ")))
+		}
 		return nil, nil, errors.Join(errs...)
 	}
-	for i, err := range errs {
+	for _, err := range errs {
 		if !errors.Is(err, ErrNotFound) {
-			bestFrom.log("passing over a suite: %v", errs[i])
+			bestFrom.log("passing over a suite: %v", err)
 		}
 	}
 	return best, bestFrom, nil

@@ -15,7 +15,6 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/clearsign"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
-	"pault.ag/go/debian/control"
 )
 
 // MaxFutureSkew is how far a Release's Date may lie ahead of the local
@@ -131,17 +130,53 @@ func entityName(e *openpgp.Entity) string {
 	return fmt.Sprintf("key %X", e.PrimaryKey.Fingerprint)
 }
 
+// releaseFields splits the one paragraph of a Release file into its
+// fields (deb822(5) syntax), a multi-line field's lines joined by "\n".
+// (The general control-file parser joins continuation lines one string
+// concatenation at a time, which is quadratic in the thousand-line
+// checksum fields of a Release.)
+func releaseFields(text []byte) (map[string]string, error) {
+	fields := map[string][]string{}
+	var key string
+	for _, line := range strings.Split(string(text), "\n") {
+		line = strings.TrimRight(line, "\r")
+		switch {
+		case strings.TrimSpace(line) == "":
+			if len(fields) > 0 {
+				key = "" // the paragraph ended; later lines are not part of it
+			}
+		case line[0] == ' ' || line[0] == '\t':
+			if key == "" {
+				return nil, fmt.Errorf("continuation line %q outside a field", line)
+			}
+			fields[key] = append(fields[key], strings.TrimSpace(line))
+		case key == "" && len(fields) > 0:
+			return nil, fmt.Errorf("more than one paragraph (at %q)", line)
+		default:
+			k, v, ok := strings.Cut(line, ":")
+			if !ok {
+				return nil, fmt.Errorf("line %q has no ':'", line)
+			}
+			key = strings.TrimSpace(k)
+			fields[key] = []string{strings.TrimSpace(v)}
+		}
+	}
+	if len(fields) == 0 {
+		return nil, errors.New("empty Release")
+	}
+	out := make(map[string]string, len(fields))
+	for k, v := range fields {
+		out[k] = strings.Join(v, "\n")
+	}
+	return out, nil
+}
+
 // parseRelease parses the text of a Release file.
 func parseRelease(text []byte) (*Release, error) {
-	pr, err := control.NewParagraphReader(bytes.NewReader(text), nil)
+	v, err := releaseFields(text)
 	if err != nil {
 		return nil, err
 	}
-	p, err := pr.Next()
-	if err != nil {
-		return nil, fmt.Errorf("no Release paragraph: %w", err)
-	}
-	v := p.Values
 	r := &Release{
 		Suite:         v["Suite"],
 		Codename:      v["Codename"],
