@@ -205,7 +205,7 @@ func archiveError(pkg, arch string, err error) error {
 	case errors.Is(err, debarchive.ErrNotFound):
 		return fmt.Errorf("kit source: kernel package %s for %s: %w", pkg, arch, err)
 	}
-	return fmt.Errorf("kit source: cannot get kernel package %s for %s from the Debian archive: %w (set $%s to a reachable mirror, or give Source.Deb / Source.Kernel)",
+	return fmt.Errorf("kit source: cannot get kernel package %s for %s from the Debian archive: %w (set $%s to a reachable mirror, or use a kernel file: Source.Deb or Source.Kernel, --kernel on the command line)",
 		pkg, arch, err, MirrorEnv)
 }
 

@@ -568,13 +568,43 @@ func TestOfflineUsesCache(t *testing.T) {
 	if p, err := c.Lookup(ctx, "amd64", "hello"); err != nil || p.Version != "2.0-1" {
 		t.Fatalf("offline Lookup: %+v %v", p, err)
 	}
-	if len(logs) != 2 || !strings.Contains(logs[1], "cannot reach the mirror") {
+	if len(logs) != 2 || !strings.Contains(logs[1], "cannot get a newer InRelease") {
 		t.Errorf("log %q", logs)
 	}
 	_, err := a.client(t, t.TempDir()).Lookup(ctx, "amd64", "hello")
 	var ve *VerificationError
 	if err == nil || errors.As(err, &ve) {
 		t.Errorf("offline without cache: %v", err)
+	}
+}
+
+// TestExpiredCacheIsRefreshed: a cached Release past its Valid-Until (the
+// security suite's lasts a week) is replaced by the mirror's current one,
+// and used as it is when the mirror cannot be reached.
+func TestExpiredCacheIsRefreshed(t *testing.T) {
+	a := newTestArchive(t)
+	standardSuite(t, a, suiteOpts{validUntil: time.Now().Add(time.Hour)})
+	cache := t.TempDir()
+	ctx := context.Background()
+	if _, err := a.client(t, cache).Lookup(ctx, "amd64", "hello"); err != nil {
+		t.Fatal(err)
+	}
+	later := func() time.Time { return time.Now().Add(2 * time.Hour) }
+	standardSuite(t, a, suiteOpts{validUntil: time.Now().Add(3 * time.Hour)})
+	c := a.client(t, cache)
+	c.MaxAge = time.Minute
+	c.Now = later
+	rel, err := c.Release(ctx)
+	if err != nil || !rel.ValidUntil.After(later()) {
+		t.Fatalf("refresh of an expired cache: %+v %v", rel, err)
+	}
+
+	a.srv.Close()
+	c = a.client(t, cache)
+	c.MaxAge = time.Minute
+	c.Now = func() time.Time { return time.Now().Add(5 * time.Hour) }
+	if p, err := c.Lookup(ctx, "amd64", "hello"); err != nil || p.Version != "2.0-1" {
+		t.Errorf("offline with an expired cache: %+v %v", p, err)
 	}
 }
 
@@ -662,6 +692,18 @@ func TestFind(t *testing.T) {
 	}
 	if p.Version != "2.0-1+sec1" || from != security {
 		t.Errorf("newest = %s from %s, want 2.0-1+sec1 from the security suite", p.Version, from.Suite)
+	}
+	if _, _, err := Find(ctx, []*Client{main, gone}, "amd64", "hello-latest", ""); err != nil {
+		t.Fatal(err)
+	}
+	fetches := 0
+	for _, l := range logs {
+		if strings.HasPrefix(l, "fetching ") {
+			fetches++
+		}
+	}
+	if fetches != 1 || !strings.Contains(strings.Join(logs, "\n"), "passing over suite stable") {
+		t.Errorf("the unreachable mirror's log: %q; want one attempt and a pass-over", logs)
 	}
 	if p, from, err = Find(ctx, []*Client{main, security}, "amd64", "hello-latest", ""); err != nil || from != main || p.Version != "2" {
 		t.Errorf("a package in one suite only: %+v %v", p, err)

@@ -77,6 +77,7 @@ type Client struct {
 
 	release     *Release
 	releaseSeen time.Time // when release was last confirmed current
+	unreachable error     // why the mirror could not be asked, once it could not
 	indices     map[string]*Index
 	http        *http.Client
 }
@@ -183,15 +184,19 @@ func (c *Client) distURL(rel string) string {
 
 // Release returns the suite's verified Release. A cached InRelease is
 // re-verified and used while younger than MaxAge; otherwise the mirror's
-// InRelease is fetched and verified, and replaces the cached one unless it
-// is older (a mirror lagging behind, or replaying an old Release). If the
-// mirror cannot be reached, a cached InRelease that verifies is used
-// whatever its age, with a log line.
+// InRelease is fetched, verified and date-checked, and replaces the
+// cached one unless it is older (a mirror lagging behind, or replaying an
+// old Release). If the mirror cannot be reached or fails to answer, a
+// cached InRelease that verifies is used whatever its age or Valid-Until,
+// with a log line: it was current when fetched, and nothing newer can be
+// had.
 //
-// Errors are a *VerificationError for an InRelease, fetched or cached,
-// that fails its signature or the date and suite checks; an error naming
-// the URL and HTTP status when the mirror has no such suite; or the
-// network error when nothing is cached.
+// Errors are a *VerificationError for an InRelease that fails its
+// signature or is for another suite (fetched or cached), or, fetched, is
+// dated in the future or expired; an error naming the URL and HTTP status
+// when the mirror has no such suite; or the network error when nothing is
+// cached. A Client that found its mirror unreachable returns that error
+// again without asking, so one slow failure is not waited for twice.
 func (c *Client) Release(ctx context.Context) (*Release, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
@@ -199,6 +204,9 @@ func (c *Client) Release(ctx context.Context) (*Release, error) {
 	now := c.now()
 	if c.release != nil && now.Sub(c.releaseSeen) < c.maxAge() {
 		return c.release, nil
+	}
+	if c.unreachable != nil {
+		return nil, c.unreachable
 	}
 	kr, err := c.keyring()
 	if err != nil {
@@ -210,7 +218,7 @@ func (c *Client) Release(ctx context.Context) (*Release, error) {
 	if b, err := os.ReadFile(cachedPath); err == nil {
 		r, err := verifyInRelease(b, kr, now, cachedPath)
 		if err == nil {
-			err = r.check(c.Suite, now, cachedPath)
+			err = r.checkSuite(c.Suite, cachedPath)
 		}
 		if err != nil {
 			var ve *VerificationError
@@ -232,21 +240,29 @@ func (c *Client) Release(ctx context.Context) (*Release, error) {
 	c.log("fetching %s", u)
 	b, err := c.getSmall(ctx, u, 64<<20)
 	if err != nil {
-		var se *statusError
-		if cached != nil && !errors.As(err, &se) && ctx.Err() == nil {
-			c.log("cannot reach the mirror (%v); using the InRelease verified %s ago", err, cachedAge.Round(time.Minute))
+		if cached != nil && ctx.Err() == nil {
+			c.log("cannot get a newer InRelease (%v); using the one verified %s ago", err, cachedAge.Round(time.Minute))
 			return c.useRelease(cached, now), nil
 		}
+		var se *statusError
 		if errors.As(err, &se) && se.code == http.StatusNotFound {
-			return nil, fmt.Errorf("the mirror has no suite %q: %s answered %s; check the mirror URL and suite", c.Suite, u, se.status)
+			err = fmt.Errorf("the mirror has no suite %q: %s answered %s; check the mirror URL and suite", c.Suite, u, se.status)
+		} else {
+			err = fmt.Errorf("fetching the suite's InRelease: %w", err)
 		}
-		return nil, fmt.Errorf("fetching the suite's InRelease: %w", err)
+		if ctx.Err() == nil {
+			c.unreachable = err // not asked again by this Client
+		}
+		return nil, err
 	}
 	fresh, err := verifyInRelease(b, kr, now, u)
 	if err != nil {
 		return nil, err
 	}
-	if err := fresh.check(c.Suite, now, u); err != nil {
+	if err := fresh.checkSuite(c.Suite, u); err != nil {
+		return nil, err
+	}
+	if err := fresh.checkDates(now, u); err != nil {
 		return nil, err
 	}
 	if cached != nil && fresh.Date.Before(cached.Date) {
@@ -292,7 +308,12 @@ func (c *Client) Index(ctx context.Context, arch string) (*Index, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ix := c.indices[arch]; ix != nil {
+	return c.index(ctx, rel, arch)
+}
+
+// index is Index for the Release rel.
+func (c *Client) index(ctx context.Context, rel *Release, arch string) (*Index, error) {
+	if ix := c.indices[arch]; ix != nil && ix.Release.Digest == rel.Digest {
 		return ix, nil
 	}
 	if len(rel.Architectures) > 0 && !rel.hasArch(arch) {
@@ -387,7 +408,7 @@ func (c *Client) Lookup(ctx context.Context, arch, name string) (*Package, error
 			return answer(rec.Package)
 		}
 	}
-	ix, err := c.Index(ctx, arch)
+	ix, err := c.index(ctx, rel, arch)
 	if err != nil {
 		return nil, err
 	}
@@ -453,6 +474,7 @@ func Find(ctx context.Context, clients []*Client, arch, name, version string) (*
 		best     *Package
 		bestFrom *Client
 		errs     []error
+		failed   []*Client // the client of each of errs
 		others   []string
 	)
 	for _, c := range clients {
@@ -462,7 +484,7 @@ func Find(ctx context.Context, clients []*Client, arch, name, version string) (*
 			if errors.As(err, &ve) || ctx.Err() != nil {
 				return nil, nil, err
 			}
-			errs = append(errs, err)
+			errs, failed = append(errs, err), append(failed, c)
 			continue
 		}
 		if version != "" && p.Version != version {
@@ -479,9 +501,9 @@ func Find(ctx context.Context, clients []*Client, arch, name, version string) (*
 		}
 		return nil, nil, errors.Join(errs...)
 	}
-	for _, err := range errs {
+	for i, err := range errs {
 		if !errors.Is(err, ErrNotFound) {
-			bestFrom.log("passing over a suite: %v", err)
+			failed[i].log("passing over suite %s: %v", failed[i].Suite, err)
 		}
 	}
 	return best, bestFrom, nil

@@ -224,15 +224,23 @@ func parseDate(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("cannot parse %q as an RFC 2822 date", s)
 }
 
-// check tells whether r can be used at time now for suite: it must be for
-// that suite, dated no later than now plus MaxFutureSkew, and not expired.
-func (r *Release) check(suite string, now time.Time, name string) error {
+// checkSuite tells whether r is for suite (by its Suite or Codename).
+func (r *Release) checkSuite(suite, name string) error {
+	if r.Suite != suite && r.Codename != suite {
+		return &VerificationError{Check: CheckRelease, File: name,
+			Err:  fmt.Errorf("it is for suite %q (codename %q), not %q", r.Suite, r.Codename, suite),
+			Hint: "the mirror serves another suite under this name: check the mirror URL and suite"}
+	}
+	return nil
+}
+
+// checkDates tells whether a Release just fetched is current at time now:
+// dated no later than now plus MaxFutureSkew, and not expired. (As for
+// apt, these are checked when a Release is fetched; a cached one stays
+// usable.)
+func (r *Release) checkDates(now time.Time, name string) error {
 	bad := func(err error, hint string) error {
 		return &VerificationError{Check: CheckRelease, File: name, Err: err, Hint: hint}
-	}
-	if r.Suite != suite && r.Codename != suite {
-		return bad(fmt.Errorf("it is for suite %q (codename %q), not %q", r.Suite, r.Codename, suite),
-			"the mirror serves another suite under this name: check the mirror URL and suite")
 	}
 	if r.Date.After(now.Add(MaxFutureSkew)) {
 		return bad(fmt.Errorf("its Date %s is in the future", r.Date.UTC().Format(time.RFC1123)),
