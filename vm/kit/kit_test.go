@@ -318,6 +318,8 @@ func TestSourceErrors(t *testing.T) {
 		{"not a deb", Source{Deb: notDeb}, "not a Debian package"},
 		{"modules dir is a file", Source{Kernel: notDeb, ModulesDir: notDeb}, "not a directory"},
 		{"empty modules dir", Source{Kernel: notDeb, ModulesDir: dir}, "no modules"},
+		{"guest for another architecture", Source{Arch: otherArch()}, "not " + otherArch()},
+		{"bad mirror", Source{Mirror: "ftp://example.invalid/debian"}, "not an http(s) URL"},
 	} {
 		_, err := Ensure(context.Background(), filepath.Join(dir, "cache"), c.src, probe, nil)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -557,16 +559,21 @@ func TestSelectModulesOrder(t *testing.T) {
 	}
 }
 
+// otherArch is a GOARCH with Debian kernels that is not the host's.
+func otherArch() string {
+	if runtime.GOARCH == "arm64" {
+		return "amd64"
+	}
+	return "arm64"
+}
+
 func TestGuestBinary(t *testing.T) {
 	probe := bootProbe(t)
 	t.Setenv(GuestEnv, probe)
 	if p, err := GuestBinary(runtime.GOARCH); err != nil || p != probe {
 		t.Errorf("GuestBinary with $%s = %q, %v", GuestEnv, p, err)
 	}
-	other := "arm64"
-	if runtime.GOARCH == "arm64" {
-		other = "amd64"
-	}
+	other := otherArch()
 	if _, err := GuestBinary(other); err == nil || !strings.Contains(err.Error(), "not "+other) {
 		t.Errorf("wrong-architecture guest: %v", err)
 	}

@@ -467,8 +467,9 @@ func (c *Client) Download(ctx context.Context, p *Package, dir string) (string, 
 // found, or when version is not empty the client whose index has exactly
 // that version. A client that cannot reach its mirror, and has nothing
 // cached, is passed over with a log line when another client finds the
-// package; verification errors are always returned. When no client has
-// the package (or that version) the error wraps ErrNotFound.
+// package; verification errors and bad Client settings are always
+// returned. When no client has the package (or that version) the error
+// wraps ErrNotFound.
 func Find(ctx context.Context, clients []*Client, arch, name, version string) (*Package, *Client, error) {
 	var (
 		best     *Package
@@ -477,6 +478,11 @@ func Find(ctx context.Context, clients []*Client, arch, name, version string) (*
 		failed   []*Client // the client of each of errs
 		others   []string
 	)
+	for _, c := range clients {
+		if err := c.validate(); err != nil {
+			return nil, nil, err // a mistake in the settings is never passed over
+		}
+	}
 	for _, c := range clients {
 		p, err := c.Lookup(ctx, arch, name)
 		if err != nil {
