@@ -45,7 +45,7 @@ func TestBootProbeGenericKernel(t *testing.T) {
 	if err != nil {
 		t.Skip("qemu-system-x86_64 is not installed")
 	}
-	testDeb(t) // skips when apt-get download cannot work here
+	testDeb(t) // skips when the archive cannot be reached
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	cache := filepath.Join(os.TempDir(), "machinetop-kit-test-generic")

@@ -3,6 +3,7 @@ package kit
 import (
 	"archive/tar"
 	"bufio"
+	"bytes"
 	"compress/gzip"
 	"errors"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"github.com/blakesmith/ar"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+	"pault.ag/go/debian/control"
+	"pault.ag/go/debian/dependency"
 )
 
 // A .deb (deb(5)) is an ar(5) archive whose members are, in this order,
@@ -126,31 +129,26 @@ func readDebControl(path string) (debControl, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: control: %w", path, err)
 		}
-		return parseControl(b), nil
+		c, err := parseControl(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: control: %w", path, err)
+		}
+		return c, nil
 	}
 }
 
-// parseControl parses one RFC 822-style stanza; continuation lines (starting
-// with a space or tab) are appended to the previous field.
-func parseControl(b []byte) debControl {
-	c := debControl{}
-	var last string
-	for _, line := range strings.Split(string(b), "\n") {
-		if line == "" {
-			continue
-		}
-		if (line[0] == ' ' || line[0] == '\t') && last != "" {
-			c[last] += "\n" + strings.TrimSpace(line)
-			continue
-		}
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		last = strings.TrimSpace(k)
-		c[last] = strings.TrimSpace(v)
+// parseControl parses the first paragraph of a control file; a field
+// that spans lines keeps its continuation lines, joined by newlines.
+func parseControl(b []byte) (debControl, error) {
+	pr, err := control.NewParagraphReader(bytes.NewReader(b), nil)
+	if err != nil {
+		return nil, err
 	}
-	return c
+	p, err := pr.Next()
+	if err != nil {
+		return nil, err
+	}
+	return debControl(p.Values), nil
 }
 
 // debDep is one alternative of a Depends field: a package name and an
@@ -160,36 +158,31 @@ type debDep struct {
 	Version string // set only for an "(= VERSION)" constraint
 }
 
-// kernelImageDep returns the first dependency in a Depends field that names a
-// linux-image-* package: what a kernel metapackage points at. ok is false for
-// a package that depends on no kernel image (a real image package).
+// kernelImageDep returns the first dependency in a Depends field
+// (Debian Policy §7.1) that names a linux-image-* package: what a kernel
+// metapackage points at. ok is false for a package that depends on no
+// kernel image (a real image package).
 func kernelImageDep(depends string) (d debDep, ok bool) {
-	for _, group := range strings.Split(depends, ",") {
-		for _, alt := range strings.Split(group, "|") {
-			alt = strings.TrimSpace(alt)
-			name, rest, _ := strings.Cut(alt, " ")
-			name, _, _ = strings.Cut(name, ":") // drop an ":any" qualifier
-			if !strings.HasPrefix(name, "linux-image-") || strings.HasSuffix(name, "-dbg") {
+	if strings.TrimSpace(depends) == "" {
+		return debDep{}, false
+	}
+	deps, err := dependency.Parse(depends)
+	if err != nil {
+		return debDep{}, false
+	}
+	for _, rel := range deps.Relations {
+		for _, p := range rel.Possibilities {
+			if !strings.HasPrefix(p.Name, "linux-image-") || strings.HasSuffix(p.Name, "-dbg") {
 				continue
 			}
-			d = debDep{Name: name}
-			rest = strings.TrimSpace(rest)
-			if strings.HasPrefix(rest, "(") && strings.HasSuffix(rest, ")") {
-				op, ver, _ := strings.Cut(strings.TrimSpace(rest[1:len(rest)-1]), " ")
-				if op == "=" {
-					d.Version = strings.TrimSpace(ver)
-				}
+			d = debDep{Name: p.Name}
+			if p.Version != nil && p.Version.Operator == "=" {
+				d.Version = p.Version.Number
 			}
 			return d, true
 		}
 	}
 	return debDep{}, false
-}
-
-// debFileName is the file name `apt-get download` gives a package:
-// NAME_VERSION_ARCH.deb with an epoch's ":" written as "%3a".
-func debFileName(name, version, arch string) string {
-	return name + "_" + strings.ReplaceAll(version, ":", "%3a") + "_" + arch + ".deb"
 }
 
 // cleanTarName strips the "./" that dpkg-deb puts before member paths.

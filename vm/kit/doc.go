@@ -4,12 +4,16 @@
 // virtiofs, 9p, overlay, vsock), laid out as the boot contract in
 // guest/proto says.
 //
-// On Linux the kernel comes by default from the distribution's cloud kernel
-// package for the host architecture (Debian's linux-image-cloud-<arch>),
-// fetched with `apt-get download`; a given .deb or a given vmlinuz (with an
-// optional /lib/modules/<release> tree) can be used instead. Packages are
-// read in Go (deb(5) is an ar(5) archive holding control.tar and data.tar);
-// nothing of dpkg is run. The initramfs is a newc cpio archive as the
+// By default the kernel is Debian's cloud kernel package for the guest
+// architecture (linux-image-cloud-<arch>, following the metapackage to
+// the versioned image package), the newest of Debian 12 (bookworm) and
+// its security suite, fetched straight from the Debian archive over HTTPS
+// and verified against Debian's archive keys by package debarchive; no
+// apt, dpkg or keyring is needed on the host, so macOS and any Linux
+// distribution get the same kernel. A given .deb or a given vmlinuz (with
+// an optional /lib/modules/<release> tree) can be used instead. Packages
+// are read in Go (deb(5) is an ar(5) archive holding control.tar and
+// data.tar); nothing of dpkg is run. The initramfs is a newc cpio archive as the
 // kernel's Documentation/driver-api/early-userspace/buffer-format.rst
 // describes.
 //

@@ -58,23 +58,31 @@ type kitMeta struct {
 
 // Ensure returns the kit for src and the guest binary at guestBinary,
 // building it into cacheDir/<digest>/ unless it is there already.
-// Downloaded packages are kept in cacheDir/debs/. Progress goes to log (nil
-// for none).
+// Packages fetched from the Debian archive are kept in cacheDir/debs/ and
+// the archive's verified indices in cacheDir/archive/. Progress goes to
+// log (nil for none).
 //
-// A build takes a few seconds (the default cloud kernel package, ~27 MB of
-// xz, is decompressed in Go once); a cached kit costs hashing the inputs
-// (tens of milliseconds). For the zero Source, the package lookup is reused
-// until apt's package lists change, so a cached kit needs no apt-get run.
+// A first build of the default kit fetches bookworm's InRelease and
+// Packages index and the cloud kernel package (~27 MB), and decompresses
+// the package in Go: a few seconds on a fast link. A cached kit costs
+// verifying the cached InRelease signatures and hashing the inputs (tens
+// of milliseconds) and needs no network: the archive is asked again only
+// when its Release was last checked a day ago (debarchive.DefaultMaxAge),
+// and if the mirror cannot be reached then, the last verified answer is
+// used.
 //
 // Ensure holds an exclusive lock on cacheDir/lock while it works, so any
 // number of processes may share cacheDir; kits and packages appear in it
-// only by rename, complete. ctx bounds waiting for the lock, apt-get and
-// the build.
+// only by rename, complete. ctx bounds waiting for the lock, the
+// downloads and the build.
 //
-// Errors name the input at fault: a guest binary that is missing or not a
-// static ELF executable, a Source with conflicting fields, apt-get missing
-// or failing (with a hint to run `sudo apt-get update`), a package without
-// a kernel, or modules that do not belong to the kernel.
+// Errors name the input at fault: a guest binary that is missing, not a
+// static ELF executable, or not for Source.Arch; a Source with
+// conflicting fields; an archive that cannot be reached (with a hint to
+// set the mirror); a *debarchive.VerificationError naming the file whose
+// signature or digest is wrong (InRelease signature, Packages digest, .deb
+// digest); a package without a kernel, or modules that do not belong to
+// the kernel.
 func Ensure(ctx context.Context, cacheDir string, src Source, guestBinary string, log io.Writer) (*Kit, error) {
 	if log == nil {
 		log = io.Discard
@@ -82,12 +90,11 @@ func Ensure(ctx context.Context, cacheDir string, src Source, guestBinary string
 	if cacheDir == "" {
 		return nil, errors.New("kit: no cache directory given")
 	}
-	guest, err := readGuest(guestBinary)
+	guest, err := readGuest(guestBinary, src.Arch)
 	if err != nil {
 		return nil, err
 	}
-	debsDir := filepath.Join(cacheDir, "debs")
-	if err := os.MkdirAll(debsDir, 0o755); err != nil {
+	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return nil, fmt.Errorf("kit cache: %w", err)
 	}
 	lock := flock.New(filepath.Join(cacheDir, "lock"))
@@ -96,16 +103,15 @@ func Ensure(ctx context.Context, cacheDir string, src Source, guestBinary string
 		return nil, fmt.Errorf("kit cache: locking %s: %v", lock.Path(), errors.Join(err, ctx.Err()))
 	}
 	defer lock.Unlock()
-	// Under the lock no other Ensure runs, so temporary directories left
-	// here belong to processes that died.
-	for _, pat := range []string{filepath.Join(cacheDir, ".build-*"), filepath.Join(debsDir, ".download-*")} {
-		old, _ := filepath.Glob(pat)
-		for _, o := range old {
-			os.RemoveAll(o)
-		}
+	// Under the lock no other Ensure runs, so build directories left here
+	// belong to processes that died. (Partial downloads are kept: they are
+	// resumed.)
+	old, _ := filepath.Glob(filepath.Join(cacheDir, ".build-*"))
+	for _, o := range old {
+		os.RemoveAll(o)
 	}
 
-	res, err := src.resolve(ctx, debsDir, log)
+	res, err := src.resolve(ctx, cacheDir, log)
 	if err != nil {
 		return nil, err
 	}
@@ -123,9 +129,11 @@ func Ensure(ctx context.Context, cacheDir string, src Source, guestBinary string
 		describe string
 	)
 	if res.deb != "" {
-		sum, err := hashFile(res.deb)
-		if err != nil {
-			return nil, err
+		sum := res.debSHA256 // verified while fetching
+		if sum == "" {
+			if sum, err = hashFile(res.deb); err != nil {
+				return nil, err
+			}
 		}
 		fmt.Fprintf(h, "deb %s\n", sum)
 		describe = "package " + filepath.Base(res.deb)
@@ -290,8 +298,9 @@ func loadKit(dir, digest string) (*Kit, error) {
 
 // readGuest reads the guest binary and checks that it can be /init: an ELF
 // executable without a program interpreter (statically linked), since the
-// initramfs has no dynamic loader or libraries.
-func readGuest(p string) ([]byte, error) {
+// initramfs has no dynamic loader or libraries, and for the GOARCH arch
+// when arch is not empty.
+func readGuest(p, arch string) ([]byte, error) {
 	if p == "" {
 		return nil, errors.New("kit: no guest binary given (build it with `make`)")
 	}
@@ -299,7 +308,7 @@ func readGuest(p string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("guest binary: %w (build it with `make`)", err)
 	}
-	if err := checkStaticELF(bytes.NewReader(b), ""); err != nil {
+	if err := checkStaticELF(bytes.NewReader(b), arch); err != nil {
 		return nil, fmt.Errorf("guest binary %s: %w (build it with `make`)", p, err)
 	}
 	return b, nil

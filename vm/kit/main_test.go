@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/machinetop/machinetop/vm/kit/debarchive"
 )
 
 // helperEnv makes the test binary act as a second process calling Ensure,
@@ -49,10 +52,11 @@ func helperMain() int {
 	return 0
 }
 
-// persistentDebs is where the tests keep downloaded kernel packages between
-// runs, so that the ~27 MB package is fetched once per machine.
-func persistentDebs() string {
-	return filepath.Join(os.TempDir(), "machinetop-kit-test-debs")
+// persistentCache is the kit cache directory whose debs/ and archive/
+// the tests keep between runs, so that the ~27 MB kernel package is
+// fetched once per machine. (Kits are built in fresh directories.)
+func persistentCache() string {
+	return filepath.Join(os.TempDir(), "machinetop-kit-test-archive")
 }
 
 type tlogWriter struct{ t *testing.T }
@@ -69,22 +73,24 @@ var (
 )
 
 // testDeb returns the host architecture's cloud kernel image package,
-// resolved and downloaded by the package's own default-source code.
+// resolved, downloaded and verified by the package's own default-source
+// code from the Debian archive. It skips the test only when the archive
+// cannot be reached; a verification failure fails it.
 func testDeb(t *testing.T) string {
 	t.Helper()
 	debOnce.Do(func() {
-		if err := os.MkdirAll(persistentDebs(), 0o755); err != nil {
-			debErr = err
-			return
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		var res resolvedSource
-		res, debErr = Source{}.resolve(ctx, persistentDebs(), io.Discard)
+		res, debErr = Source{}.resolve(ctx, persistentCache(), io.Discard)
 		debPath = res.deb
 	})
+	var ve *debarchive.VerificationError
+	if errors.As(debErr, &ve) {
+		t.Fatal(debErr)
+	}
 	if debErr != nil {
-		t.Skipf("cannot fetch the cloud kernel package with apt-get download (needs Debian package lists and network): %v", debErr)
+		t.Skipf("cannot fetch the cloud kernel package from the Debian archive (needs network): %v", debErr)
 	}
 	return debPath
 }

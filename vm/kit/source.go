@@ -3,33 +3,29 @@ package kit
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"runtime"
 	"strings"
 
-	"github.com/google/renameio/v2"
+	"github.com/machinetop/machinetop/vm/kit/debarchive"
 )
 
 // Source says where the kernel and its modules come from. Set at most one
-// of Deb and Kernel; the zero value means the distribution's cloud kernel
-// for the host architecture.
+// of Deb and Kernel; the zero value means Debian's cloud kernel for the
+// host architecture, fetched from the Debian archive and verified.
 type Source struct {
 	// Deb is the path of a Debian kernel image package (.deb), such as
-	// linux-image-6.1.0-57-cloud-amd64_6.1.192-3_amd64.deb. The kernel is
+	// linux-image-6.1.0-50-cloud-amd64_6.1.176-1_amd64.deb. The kernel is
 	// its boot/vmlinuz-<release> and the modules come from its
 	// lib/modules/<release> tree. A kernel metapackage (one that depends on
 	// a linux-image-* package, e.g. linux-image-cloud-amd64) is followed:
-	// the image package it names is fetched with `apt-get download`.
+	// the image package it names is fetched from the archive.
 	Deb string
 
 	// Kernel is the path of a kernel image (vmlinuz, bzImage) to boot as is.
@@ -40,11 +36,43 @@ type Source struct {
 	ModulesDir string
 
 	// Package, used only when Deb and Kernel are empty, names the kernel
-	// package to fetch with `apt-get download` instead of the default
+	// package to fetch from the archive instead of the default
 	// linux-image-cloud-<debarch>; e.g. linux-image-amd64, Debian's
 	// generic kernel, which has 9p as modules.
 	Package string
+
+	// Arch is the guest architecture as a GOARCH ("amd64", "arm64"); empty
+	// means the host's. It picks the Debian architecture of the default
+	// package (and of Package), and when set the guest binary must be a
+	// linux/<Arch> executable.
+	Arch string
+
+	// Mirror is the base URL of the Debian archive packages come from;
+	// empty means $MACHINETOP_DEBIAN_MIRROR, else
+	// debarchive.DefaultMirror.
+	Mirror string
+	// SecurityMirror is the base URL of the archive of Debian's security
+	// suite (<Suite>-security), which is consulted too, since kernel
+	// security fixes appear there first; empty means
+	// $MACHINETOP_DEBIAN_SECURITY_MIRROR, else
+	// debarchive.DefaultSecurityMirror. "none" consults only Mirror.
+	SecurityMirror string
+	// Suite is the Debian release to take packages from; empty means
+	// $MACHINETOP_DEBIAN_SUITE, else DefaultSuite.
+	Suite string
 }
+
+// DefaultSuite is the Debian release the kernel comes from by default
+// (Debian 12, kernel 6.1 LTS), the one the guest's boot path is tested with.
+const DefaultSuite = "bookworm"
+
+// Environment variables that configure the archive when the Source's own
+// fields are empty.
+const (
+	MirrorEnv         = "MACHINETOP_DEBIAN_MIRROR"
+	SecurityMirrorEnv = "MACHINETOP_DEBIAN_SECURITY_MIRROR"
+	SuiteEnv          = "MACHINETOP_DEBIAN_SUITE"
+)
 
 // debArch is the Debian architecture name for a Go GOARCH.
 func debArch(goarch string) (string, error) {
@@ -59,25 +87,29 @@ func debArch(goarch string) (string, error) {
 	return "", fmt.Errorf("no Debian kernel package for architecture %s", goarch)
 }
 
-// defaultPackage is the kernel metapackage used for the zero Source.
-func defaultPackage() (string, error) {
-	a, err := debArch(runtime.GOARCH)
-	if err != nil {
-		return "", err
+// arch is the GOARCH the Source is for.
+func (s Source) arch() string {
+	if s.Arch != "" {
+		return s.Arch
 	}
-	return "linux-image-cloud-" + a, nil
+	return runtime.GOARCH
 }
 
 // resolvedSource is a Source after resolution: either a kernel image
 // package on disk, or a kernel file with an optional modules tree.
 type resolvedSource struct {
-	deb        string
+	deb string
+	// debSHA256 is the hex SHA-256 of deb when it came from the archive
+	// and was verified against it; "" for a package the caller gave.
+	debSHA256  string
 	kernel     string
 	modulesDir string
 }
 
-// resolve turns s into files on disk, downloading into debsDir as needed.
-func (s Source) resolve(ctx context.Context, debsDir string, log io.Writer) (resolvedSource, error) {
+// resolve turns s into files on disk, downloading from the archive as
+// needed: packages go to cacheDir/debs, the archive's indices to
+// cacheDir/archive.
+func (s Source) resolve(ctx context.Context, cacheDir string, log io.Writer) (resolvedSource, error) {
 	switch {
 	case s.Deb != "" && s.Kernel != "":
 		return resolvedSource{}, errors.New("kit source: set either Deb or Kernel, not both")
@@ -103,18 +135,112 @@ func (s Source) resolve(ctx context.Context, debsDir string, log io.Writer) (res
 		if err := checkFile(s.Deb, "kernel package"); err != nil {
 			return resolvedSource{}, err
 		}
-		deb, err := followMeta(ctx, s.Deb, debsDir, log)
-		return resolvedSource{deb: deb}, err
+		ctl, err := readDebControl(s.Deb)
+		if err != nil {
+			return resolvedSource{}, err
+		}
+		dep, ok := kernelImageDep(ctl["Depends"])
+		if !ok {
+			return resolvedSource{deb: s.Deb}, nil
+		}
+		fmt.Fprintf(log, "kit: %s is a metapackage for %s\n", filepath.Base(s.Deb), dep.Name)
+		return fetchImage(ctx, s.archiveClients(cacheDir, log), cacheDir, ctl["Architecture"], dep)
+	}
+	arch, err := debArch(s.arch())
+	if err != nil {
+		return resolvedSource{}, fmt.Errorf("kit source: %w; give Source.Deb or Source.Kernel", err)
 	}
 	pkg := s.Package
 	if pkg == "" {
-		var err error
-		if pkg, err = defaultPackage(); err != nil {
-			return resolvedSource{}, fmt.Errorf("kit source: %w; give Source.Deb or Source.Kernel", err)
+		pkg = "linux-image-cloud-" + arch
+	}
+	clients := s.archiveClients(cacheDir, log)
+	p, from, err := debarchive.Find(ctx, clients, arch, pkg, "")
+	if err != nil {
+		return resolvedSource{}, archiveError(pkg, arch, err)
+	}
+	if dep, ok := kernelImageDep(p.Depends); ok {
+		return fetchImage(ctx, clients, cacheDir, arch, dep)
+	}
+	return download(ctx, from, p, cacheDir)
+}
+
+// fetchImage fetches the kernel image package dep names for the Debian
+// architecture arch, from the suite that has the version dep pins (the
+// newest of all suites when dep pins none). When a signed image name is not in the archive it
+// tries the "-unsigned" variant, which some architectures and suites ship
+// instead.
+func fetchImage(ctx context.Context, clients []*debarchive.Client, cacheDir, arch string, dep debDep) (resolvedSource, error) {
+	p, from, err := debarchive.Find(ctx, clients, arch, dep.Name, dep.Version)
+	if errors.Is(err, debarchive.ErrNotFound) && !strings.HasSuffix(dep.Name, "-unsigned") {
+		if p2, from2, err2 := debarchive.Find(ctx, clients, arch, dep.Name+"-unsigned", dep.Version); err2 == nil {
+			p, from, err = p2, from2, nil
 		}
 	}
-	deb, err := resolvePackage(ctx, pkg, debsDir, log)
-	return resolvedSource{deb: deb}, err
+	if err != nil {
+		err = archiveError(dep.Name, arch, err)
+		if dep.Version != "" && errors.Is(err, debarchive.ErrNotFound) {
+			err = fmt.Errorf("%w; the metapackage wants exactly %s: give the image package (.deb) itself, or a newer metapackage", err, dep.Version)
+		}
+		return resolvedSource{}, err
+	}
+	return download(ctx, from, p, cacheDir)
+}
+
+// download fetches p into cacheDir/debs with c, the client that found it.
+func download(ctx context.Context, c *debarchive.Client, p *debarchive.Package, cacheDir string) (resolvedSource, error) {
+	deb, err := c.Download(ctx, p, filepath.Join(cacheDir, "debs"))
+	if err != nil {
+		return resolvedSource{}, fmt.Errorf("kit source: %w", err)
+	}
+	return resolvedSource{deb: deb, debSHA256: p.SHA256}, nil
+}
+
+// archiveError wraps an archive failure for package pkg with what to do.
+func archiveError(pkg, arch string, err error) error {
+	var ve *debarchive.VerificationError
+	switch {
+	case errors.As(err, &ve):
+		return fmt.Errorf("kit source: %s: %w", pkg, err)
+	case errors.Is(err, debarchive.ErrNotFound):
+		return fmt.Errorf("kit source: kernel package %s for %s: %w", pkg, arch, err)
+	}
+	return fmt.Errorf("kit source: cannot get kernel package %s for %s from the Debian archive: %w (set $%s to a reachable mirror, or use a kernel file: Source.Deb or Source.Kernel, --kernel on the command line)",
+		pkg, arch, err, MirrorEnv)
+}
+
+// archiveClients are the archive suites packages are looked up in: the
+// Source's suite on its mirror and, unless turned off, the security suite.
+// Their caches live in cacheDir/archive; their messages go to log.
+func (s Source) archiveClients(cacheDir string, log io.Writer) []*debarchive.Client {
+	pick := func(field, env, def string) string {
+		if field != "" {
+			return field
+		}
+		if v := os.Getenv(env); v != "" {
+			return v
+		}
+		return def
+	}
+	suite := pick(s.Suite, SuiteEnv, DefaultSuite)
+	logf := func(m string) { fmt.Fprintf(log, "kit: %s\n", m) }
+	progress := func(p debarchive.Progress) {
+		if p.Done > 0 {
+			fmt.Fprintf(log, "kit: %s: %.1f of %.1f MB\n", p.File, float64(p.Done)/1e6, float64(p.Total)/1e6)
+		}
+	}
+	archive := filepath.Join(cacheDir, "archive")
+	clients := []*debarchive.Client{{
+		Mirror: pick(s.Mirror, MirrorEnv, debarchive.DefaultMirror), Suite: suite,
+		CacheDir: archive, Log: logf, Progress: progress,
+	}}
+	if sec := pick(s.SecurityMirror, SecurityMirrorEnv, debarchive.DefaultSecurityMirror); sec != "none" {
+		clients = append(clients, &debarchive.Client{
+			Mirror: sec, Suite: suite + "-security",
+			CacheDir: archive, Log: logf, Progress: progress,
+		})
+	}
+	return clients
 }
 
 func checkFile(p, what string) error {
@@ -126,171 +252,6 @@ func checkFile(p, what string) error {
 		return fmt.Errorf("kit source: %s %s is not a regular file", what, p)
 	}
 	return nil
-}
-
-// followMeta returns deb itself when it is a kernel image package, or the
-// image package it depends on (downloaded into debsDir) when it is a
-// metapackage.
-func followMeta(ctx context.Context, deb, debsDir string, log io.Writer) (string, error) {
-	ctl, err := readDebControl(deb)
-	if err != nil {
-		return "", err
-	}
-	dep, ok := kernelImageDep(ctl["Depends"])
-	if !ok {
-		return deb, nil
-	}
-	fmt.Fprintf(log, "kit: %s is a metapackage for %s\n", filepath.Base(deb), dep.Name)
-	return fetchImage(ctx, dep, ctl["Architecture"], debsDir, log)
-}
-
-// fetchImage returns the image package dep names, from debsDir when a
-// previous call downloaded it, else by `apt-get download`. When that fails
-// for a signed image name it tries the "-unsigned" variant, which some
-// architectures and suites ship instead.
-func fetchImage(ctx context.Context, dep debDep, arch, debsDir string, log io.Writer) (string, error) {
-	if dep.Version != "" && arch != "" {
-		p := filepath.Join(debsDir, debFileName(dep.Name, dep.Version, arch))
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	spec := dep.Name
-	if dep.Version != "" {
-		spec += "=" + dep.Version
-	}
-	p, err := aptDownload(ctx, debsDir, spec, log)
-	if err != nil && !strings.HasSuffix(dep.Name, "-unsigned") {
-		spec = dep.Name + "-unsigned"
-		if dep.Version != "" {
-			spec += "=" + dep.Version
-		}
-		if p2, err2 := aptDownload(ctx, debsDir, spec, log); err2 == nil {
-			return p2, nil
-		}
-	}
-	return p, err
-}
-
-// aptListsDir is where apt keeps the package lists `apt-get update` fetches.
-// A resolution of a package name to an image package is reused while these
-// lists are unchanged, since only they can change the candidate version.
-const aptListsDir = "/var/lib/apt/lists"
-
-// aptListsStamp fingerprints the apt package lists (names, sizes, mtimes);
-// "" when they cannot be read.
-func aptListsStamp() string {
-	ents, err := os.ReadDir(aptListsDir)
-	if err != nil {
-		return ""
-	}
-	h := sha256.New()
-	n := 0
-	for _, e := range ents {
-		fi, err := e.Info()
-		if err != nil || !fi.Mode().IsRegular() || e.Name() == "lock" {
-			continue
-		}
-		fmt.Fprintf(h, "%s %d %d\n", e.Name(), fi.Size(), fi.ModTime().UnixNano())
-		n++
-	}
-	if n == 0 {
-		return ""
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
-// resolution records which image package a package name led to.
-type resolution struct {
-	Package   string `json:"package"`
-	ListStamp string `json:"aptListsStamp"`
-	Image     string `json:"image"` // file name in debsDir
-}
-
-// resolvePackage downloads pkg (a metapackage such as
-// linux-image-cloud-amd64, or an image package) and, for a metapackage, the
-// image package it depends on; it returns the image package's path.
-func resolvePackage(ctx context.Context, pkg, debsDir string, log io.Writer) (string, error) {
-	recPath := filepath.Join(debsDir, "resolved-"+pkg+".json")
-	stamp := aptListsStamp()
-	if stamp != "" {
-		if b, err := os.ReadFile(recPath); err == nil {
-			var rec resolution
-			if json.Unmarshal(b, &rec) == nil && rec.Package == pkg && rec.ListStamp == stamp && rec.Image != "" {
-				p := filepath.Join(debsDir, rec.Image)
-				if _, err := os.Stat(p); err == nil {
-					return p, nil
-				}
-			}
-		}
-	}
-	meta, err := aptDownload(ctx, debsDir, pkg, log)
-	if err != nil {
-		return "", err
-	}
-	image, err := followMeta(ctx, meta, debsDir, log)
-	if err != nil {
-		return "", err
-	}
-	if stamp != "" {
-		b, _ := json.Marshal(resolution{Package: pkg, ListStamp: stamp, Image: filepath.Base(image)})
-		if err := renameio.WriteFile(recPath, b, 0o644); err != nil {
-			return "", err
-		}
-	}
-	return image, nil
-}
-
-// aptDownload runs `apt-get download spec` in a fresh directory inside dir
-// and moves the one .deb it yields into dir, returning its path. An existing
-// file of the same name is replaced by rename, so a reader never sees a
-// partial package.
-func aptDownload(ctx context.Context, dir, spec string, log io.Writer) (string, error) {
-	if _, err := exec.LookPath("apt-get"); err != nil {
-		return "", fmt.Errorf("apt-get not found: the default kernel comes from Debian packages; on other systems give Source.Deb (a linux-image .deb) or Source.Kernel (a vmlinuz)")
-	}
-	tmp, err := os.MkdirTemp(dir, ".download-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp)
-	fmt.Fprintf(log, "kit: apt-get download %s\n", spec)
-	cmd := exec.CommandContext(ctx, "apt-get", "download", spec)
-	cmd.Dir = tmp
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		if ctx.Err() != nil {
-			return "", fmt.Errorf("apt-get download %s: %w", spec, ctx.Err())
-		}
-		msg := strings.TrimSpace(string(out))
-		hint := ""
-		if strings.Contains(msg, "Unable to locate package") || strings.Contains(msg, "no installation candidate") ||
-			strings.Contains(msg, "Can't select") || strings.Contains(msg, "not found") || strings.Contains(msg, "Version '") {
-			hint = ": run `sudo apt-get update` first (or give Source.Deb / Source.Kernel)"
-		}
-		return "", fmt.Errorf("apt-get download %s failed%s\n%s", spec, hint, lastLines(msg, 5))
-	}
-	debs, _ := filepath.Glob(filepath.Join(tmp, "*.deb"))
-	if len(debs) != 1 {
-		return "", fmt.Errorf("apt-get download %s produced %d .deb files, want 1", spec, len(debs))
-	}
-	dst := filepath.Join(dir, filepath.Base(debs[0]))
-	if err := os.Chmod(debs[0], 0o644); err != nil {
-		return "", err
-	}
-	if err := os.Rename(debs[0], dst); err != nil {
-		return "", err
-	}
-	return dst, nil
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // debTree is what extractDeb takes out of a kernel image package.
@@ -420,8 +381,11 @@ func kernelRelease(kernel string) string {
 // GenericPackage is the name of Debian's generic kernel metapackage for
 // the host architecture (linux-image-amd64, linux-image-arm64), which has
 // 9p and virtiofs as modules; the default cloud kernel lacks 9p.
-func GenericPackage() (string, error) {
-	a, err := debArch(runtime.GOARCH)
+func GenericPackage() (string, error) { return GenericPackageFor(runtime.GOARCH) }
+
+// GenericPackageFor is GenericPackage for the GOARCH goarch.
+func GenericPackageFor(goarch string) (string, error) {
+	a, err := debArch(goarch)
 	if err != nil {
 		return "", err
 	}
