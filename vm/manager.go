@@ -187,9 +187,19 @@ func DefaultMemory() uint64 {
 	return max(total/2/GiB*GiB, GiB)
 }
 
+// ValidateCPUs returns nil when n virtual CPUs fit this host (1 to
+// HostCPUs()), else an error naming n and the range; create and set word it
+// alike.
+func ValidateCPUs(n int) error {
+	if n < 1 || n > HostCPUs() {
+		return fmt.Errorf("cpus %d is out of range: use 1 to %d (this host has %d CPUs)", n, HostCPUs(), HostCPUs())
+	}
+	return nil
+}
+
 func validateResources(cpus int, memory, disk uint64) error {
-	if cpus < 1 || cpus > HostCPUs() {
-		return fmt.Errorf("--cpus %d is out of range: this host has %d CPUs", cpus, HostCPUs())
+	if err := ValidateCPUs(cpus); err != nil {
+		return err
 	}
 	total, err := HostMemory()
 	if err == nil && memory > total {
@@ -244,11 +254,8 @@ func (m *Manager) Create(ctx context.Context, opts CreateOptions) (*Config, erro
 		return nil, err
 	}
 	if cfg.Kernel != "" {
-		abs, err := filepath.Abs(cfg.Kernel)
+		abs, err := kernelPath(cfg.Kernel)
 		if err != nil {
-			return nil, err
-		}
-		if _, err := os.Stat(abs); err != nil {
 			return nil, fmt.Errorf("--kernel %s: %w", cfg.Kernel, err)
 		}
 		cfg.Kernel = abs
@@ -342,6 +349,26 @@ func (m *Manager) Create(ctx context.Context, opts CreateOptions) (*Config, erro
 		}
 	}
 	return cfg, nil
+}
+
+// kernelPath makes a kernel file path absolute (it is stored and used
+// from the supervisor, which runs in /) and checks that it is a file.
+func kernelPath(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	fi, err := os.Stat(abs)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("%s does not exist: give the path of a kernel .deb or vmlinuz", abs)
+	}
+	if err != nil {
+		return "", err
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a file: give a kernel .deb or vmlinuz", abs)
+	}
+	return abs, nil
 }
 
 func mkfsAvailable() error {
@@ -594,6 +621,13 @@ func (m *Manager) Set(name string, kv map[string]string) error {
 			}
 			cfg.MemoryBytes = b / MiB * MiB
 		case "kernel":
+			if v != "" {
+				abs, err := kernelPath(v)
+				if err != nil {
+					return fmt.Errorf("kernel=%s: %w", v, err)
+				}
+				v = abs
+			}
 			cfg.Kernel = v
 		case "home-mount":
 			if err := ValidateHomeMount(v); err != nil {
