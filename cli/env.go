@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/spf13/cobra"
+
 	"github.com/machinetop/machinetop/images"
 	"github.com/machinetop/machinetop/vm"
 )
@@ -62,12 +64,23 @@ func (s storeSource) Rootfs(ctx context.Context, ref string) (string, string, st
 	return img.Ref(), img.Digest.String(), p, nil
 }
 
-// managerFor builds the Manager and resolves a machine name argument, ""
-// meaning the default machine (see vm.Manager.Resolve for the errors).
-func managerFor(name string) (*vm.Manager, string, error) {
+// managerFor builds the Manager and resolves the machine name argument of
+// cmd, "" meaning the default machine. Without a name and a default it
+// says how to give one (see vm.Manager.Resolve for the other errors).
+func managerFor(cmd *cobra.Command, name string) (*vm.Manager, string, error) {
 	m, err := newManager()
 	if err != nil {
 		return nil, "", err
+	}
+	if name == "" {
+		d, err := m.Default()
+		if err != nil {
+			return nil, "", err
+		}
+		if d == "" {
+			return nil, "", fmt.Errorf("no machine named and there is no default machine: give a NAME (see `%s --help`), or create one with `machinetop machine create IMAGE`", cmd.CommandPath())
+		}
+		name = d
 	}
 	name, err = m.Resolve(name)
 	if err != nil {
