@@ -87,6 +87,8 @@ func newImageListCmd() *cobra.Command {
 		Use:     "ls",
 		Aliases: []string{"list"},
 		Short:   "List images",
+		Long: "List images. Templates (--format) see Repository, Tag, ID (the digest prefix the table\n" +
+			"shows), Digest, Size (bytes), Created and Platform.",
 		Example: "  machinetop image ls --format '{{.Repository}}:{{.Tag}}'\n" +
 			"  machinetop image ls --format 'table {{.Repository}}\\t{{.Size | size}}'",
 		Args: wantArgs(0, 0),
