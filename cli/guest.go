@@ -32,12 +32,20 @@ import (
 const guestPackage = "/guest/cmd/machinetop-guest"
 
 // installedModule returns the module path and version this binary was
-// built from when `go install MODULE@VERSION` built it; ok is false for a
-// build in a source tree (version "(devel)").
+// built from when `go install MODULE@VERSION` built it from the module
+// proxy or cache. ok is false for a build in a source tree: its version is
+// "(devel)", or (Go 1.24 and later) a pseudo-version made from the
+// checkout, which carries vcs.* settings and may name a commit no proxy
+// serves.
 func installedModule() (path, version string, ok bool) {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok || bi.Main.Path == "" || bi.Main.Version == "" || bi.Main.Version == "(devel)" {
 		return "", "", false
+	}
+	for _, s := range bi.Settings {
+		if strings.HasPrefix(s.Key, "vcs") {
+			return "", "", false
+		}
 	}
 	return bi.Main.Path, bi.Main.Version, true
 }
@@ -157,7 +165,7 @@ func buildGuest(ctx context.Context, mod, ver, arch, out string, log io.Writer) 
 		"GOBIN=", "GOPATH="+tmp, "GOMODCACHE="+strings.TrimSpace(string(modcache)))
 	c.Stdout, c.Stderr = log, log
 	if err := c.Run(); err != nil {
-		return fmt.Errorf("building the guest agent (go install %s): %w", pkg, err)
+		return fmt.Errorf("building the guest agent (go install %s): %w; or build it from a checkout with `make` and set $%s to bin/machinetop-guest", pkg, err, kit.GuestEnv)
 	}
 	for _, p := range []string{filepath.Join(tmp, "bin", "machinetop-guest"), filepath.Join(tmp, "bin", "linux_"+arch, "machinetop-guest")} {
 		if err := os.Rename(p, out); err == nil {

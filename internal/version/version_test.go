@@ -10,8 +10,8 @@ import (
 func TestLdflagsValues(t *testing.T) {
 	for flags, want := range map[string][2]string{
 		"-s -X " + "github.com/machinetop/machinetop/internal/version.version=v1.2.3 -X github.com/machinetop/machinetop/internal/version.commit=abc-dirty": {"v1.2.3", "abc-dirty"},
-		"-X=github.com/machinetop/machinetop/internal/version.version=v0.0.0-1-abc": {"v0.0.0-1-abc", ""},
-		"-s -w": {"", ""},
+		"-X=github.com/machinetop/machinetop/internal/version.version=v0.0.0-1-abc":                                                                         {"v0.0.0-1-abc", ""},
+		"-s -w":                      {"", ""},
 		"-X other/pkg.version=v9 -X": {"", ""},
 	} {
 		if v, c := ldflagsValues(flags); v != want[0] || c != want[1] {
