@@ -9,6 +9,18 @@ QEMUPKG := $(if $(filter arm64,$(ARCH)),qemu-system-arm,qemu-system-x86)
 QEMUBIN := $(if $(filter arm64,$(ARCH)),qemu-system-aarch64,qemu-system-x86_64)
 IMAGE   := debian:bookworm
 MACHINE := debian-bookworm
+# The version both binaries report (`machinetop version`, the agent's ping):
+# `git describe` of the latest v* tag, else the Go pseudo-version of HEAD
+# (v0.0.0-YYYYMMDDHHMMSS-<12 hex>, what `go install MODULE@COMMIT` reports),
+# else "devel"; and the commit, with "-dirty" for uncommitted changes.
+VERSION ?= $(shell git describe --tags --match 'v[0-9]*' 2>/dev/null || \
+	TZ=UTC git show -s --date=format-local:%Y%m%d%H%M%S --format=v0.0.0-%cd-%H HEAD 2>/dev/null | cut -c1-34)
+ifeq ($(VERSION),)
+VERSION := devel
+endif
+COMMIT  ?= $(shell c=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet HEAD 2>/dev/null || c=$$c-dirty; echo $$c; })
+VPKG    := github.com/machinetop/machinetop/internal/version
+LDFLAGS := -X $(VPKG).version=$(VERSION) -X $(VPKG).commit=$(COMMIT)
 export PATH := $(BIN):$(PATH):/usr/sbin:/sbin
 
 .PHONY: all build deps image machine up test bench clean
@@ -31,12 +43,12 @@ deps:
 	fi
 
 build:
-	$(GO) build -o $(BIN)/machinetop .
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags=-s -o $(BIN)/machinetop-guest ./guest/cmd/machinetop-guest
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/machinetop .
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s $(LDFLAGS)' -o $(BIN)/machinetop-guest ./guest/cmd/machinetop-guest
 
 # A Debian bookworm image with systemd, made offline with debootstrap.
 image: deps build
-	@if ! $(BIN)/machinetop image ls | awk 'NR > 1 { print $$1 ":" $$2 }' | grep -qx '$(IMAGE)'; then \
+	@if ! $(BIN)/machinetop image ls --format '{{.Repository}}:{{.Tag}}' | grep -qx '$(IMAGE)'; then \
 	  tmp=$$(mktemp -d); \
 	  $(SUDO) tests/mkimage.sh debian $$tmp/rootfs.tar --ssh && \
 	  $(BIN)/machinetop image import $$tmp/rootfs.tar $(IMAGE); \
@@ -44,7 +56,7 @@ image: deps build
 	fi
 
 machine: image
-	@$(BIN)/machinetop machine ls -q | grep -qx '$(MACHINE)' || \
+	@$(BIN)/machinetop machine ls --format '{{.Name}}' | grep -qx '$(MACHINE)' || \
 	  $(BIN)/machinetop machine create $(IMAGE) -n $(MACHINE) --set-default
 	$(BIN)/machinetop machine start $(MACHINE)
 

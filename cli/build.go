@@ -29,9 +29,20 @@ func newBuildCmd() *cobra.Command {
 		Long: "Build the Dockerfile in CONTEXT (or -f FILE) into the local image store and print " +
 			"the image digest. Unchanged steps come from the build cache. RUN steps execute in a " +
 			"builder machine created from the stage's image. Progress goes to stderr and to the " +
-			"build journal the dashboard shows.",
-		Args: cobra.ExactArgs(1),
+			"build journal the dashboard shows. -f - reads the Dockerfile from stdin.",
+		Example: "  machinetop build -t app:dev .\n" +
+			"  machinetop build -t app:dev -f - . < Dockerfile.dev",
+		Args:              wantArgs(1, 1),
+		ValidArgsFunction: completeDirs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if file == "-" {
+				spooled, cleanup, err := spoolStdin(cmd, "build -f -", "Dockerfile")
+				if err != nil {
+					return err
+				}
+				defer cleanup()
+				file = spooled
+			}
 			ba := map[string]string{}
 			for _, kv := range buildArgs {
 				k, v, ok := strings.Cut(kv, "=")
@@ -49,6 +60,9 @@ func newBuildCmd() *cobra.Command {
 				return err
 			}
 			st := a.Images
+			if err := prepareBoot(cmd); err != nil { // RUN steps boot builder machines
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			title := "build " + strings.Join(os.Args[min(len(os.Args), 2):], " ")
@@ -88,11 +102,16 @@ func newBuildCmd() *cobra.Command {
 		},
 	}
 	f := c.Flags()
-	f.StringArrayVarP(&tags, "tag", "t", nil, "NAME[:TAG] to store the image under (repeatable)")
-	f.StringVarP(&file, "file", "f", "", "the Dockerfile (default CONTEXT/Dockerfile)")
-	f.StringArrayVar(&buildArgs, "build-arg", nil, "KEY=VALUE for an ARG (repeatable)")
-	f.StringVar(&target, "target", "", "build this stage")
+	f.StringArrayVarP(&tags, "tag", "t", nil, "`NAME[:TAG]` to store the image under (repeatable)")
+	f.StringVarP(&file, "file", "f", "", "the Dockerfile `FILE` (default CONTEXT/Dockerfile; - reads stdin)")
+	f.StringArrayVar(&buildArgs, "build-arg", nil, "`KEY=VALUE` for an ARG (repeatable)")
+	f.StringVar(&target, "target", "", "build this `STAGE`")
 	f.BoolVar(&noCache, "no-cache", false, "run every step, ignoring cached results")
-	f.StringVar(&mode, "progress", "auto", "progress output: auto, plain or tty")
+	f.StringVar(&mode, "progress", "auto", "progress `MODE`: auto, plain or tty")
+	c.RegisterFlagCompletionFunc("tag", completeNothing)
+	c.RegisterFlagCompletionFunc("file", completeFiles)
+	c.RegisterFlagCompletionFunc("build-arg", completeNothing)
+	c.RegisterFlagCompletionFunc("target", completeNothing)
+	c.RegisterFlagCompletionFunc("progress", completeProgress)
 	return c
 }

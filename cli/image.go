@@ -29,15 +29,36 @@ func newImageImportCmd() *cobra.Command {
 		Use:   "import FILE NAME[:TAG]",
 		Short: "Add an image from a root filesystem tar, a docker save tar or an OCI layout",
 		Long: "Add an image to the local store and print its digest. FILE may be " +
-			images.AcceptedFormats + "; compressed files are recognised by content.",
-		Args: cobra.ExactArgs(2),
+			images.AcceptedFormats + "; compressed files are recognised by content. " +
+			"FILE - reads the tar from stdin.",
+		Example: "  machinetop image import rootfs.tar.gz debian:bookworm\n" +
+			"  docker save alpine:3 | machinetop image import - alpine:3",
+		Args: wantArgs(2, 2),
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			if len(args) == 0 {
+				return nil, cobra.ShellCompDirectiveDefault // a file
+			}
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := openStore()
 			if err != nil {
 				return err
 			}
-			im, err := st.Import(cmd.Context(), args[0], args[1])
+			path := args[0]
+			if path == "-" {
+				spooled, cleanup, err := spoolStdin(cmd, "image import -", "image.tar")
+				if err != nil {
+					return err
+				}
+				defer cleanup()
+				path = spooled
+			}
+			im, err := st.Import(cmd.Context(), path, args[1])
 			if err != nil {
+				if path != args[0] {
+					return renamePath(err, path, "-")
+				}
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), im.Digest)
@@ -46,12 +67,14 @@ func newImageImportCmd() *cobra.Command {
 	}
 }
 
-// imageJSON is one row of `image ls --format json`.
-type imageJSON struct {
+// imageRow is one row of `image ls`: the fields of its templates and of
+// --format json.
+type imageRow struct {
 	Repository string    `json:"repository"`
 	Tag        string    `json:"tag"`
-	Digest     string    `json:"digest"`
-	Size       int64     `json:"size"` // bytes, compressed layers plus config
+	ID         string    `json:"id"`     // the 12-hex-digit digest prefix the table shows
+	Digest     string    `json:"digest"` // the manifest digest, "sha256:…"
+	Size       int64     `json:"size"`   // bytes, compressed layers plus config
 	Created    time.Time `json:"created"`
 	Platform   string    `json:"platform"`
 }
@@ -63,10 +86,15 @@ func newImageListCmd() *cobra.Command {
 		Use:     "ls",
 		Aliases: []string{"list"},
 		Short:   "List images",
-		Args:    cobra.NoArgs,
+		Long: "List images. Templates (--format) see Repository, Tag, ID (the digest prefix the table\n" +
+			"shows), Digest, Size (bytes), Created and Platform.",
+		Example: "  machinetop image ls --format '{{.Repository}}:{{.Tag}}'\n" +
+			"  machinetop image ls --format 'table {{.Repository}}\\t{{.Size | size}}'",
+		Args: wantArgs(0, 0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if format != "table" && format != "json" {
-				return fmt.Errorf("--format %q: use table or json", format)
+			f, err := parseFormat("--format", format, true)
+			if err != nil {
+				return err
 			}
 			st, err := openStore()
 			if err != nil {
@@ -77,8 +105,7 @@ func newImageListCmd() *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			switch {
-			case quiet:
+			if quiet {
 				// One line per image, not per tag, so `rm $(image ls -q)` works.
 				seen := map[string]bool{}
 				for _, im := range ims {
@@ -87,20 +114,18 @@ func newImageListCmd() *cobra.Command {
 						fmt.Fprintln(out, id)
 					}
 				}
-			case format == "json":
-				rows := []imageJSON{}
-				for _, im := range ims {
-					rows = append(rows, imageJSON{im.Name, im.Tag, im.Digest.String(), im.Size, im.Created, im.Platform})
-				}
-				return writeJSON(out, rows)
-			default:
-				writeImageTable(out, ims, time.Now())
+				return nil
 			}
-			return nil
+			rows := make([]imageRow, len(ims))
+			for i, im := range ims {
+				rows[i] = imageRow{im.Name, im.Tag, shortDigest(im), im.Digest.String(), im.Size, im.Created, im.Platform}
+			}
+			return writeList(out, f, rows, func(w io.Writer, _ []imageRow) { writeImageTable(w, ims, time.Now()) })
 		},
 	}
-	c.Flags().StringVar(&format, "format", "table", "table or json")
+	c.Flags().StringVar(&format, "format", "table", formatHelp)
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "print digests only")
+	c.RegisterFlagCompletionFunc("format", completeFormat(true))
 	return c
 }
 
@@ -118,37 +143,6 @@ func writeImageTable(w io.Writer, ims []images.Image, now time.Time) {
 	tw.Flush()
 }
 
-// relativeTime renders t as "3 minutes ago", "2 days ago" and so on.
-func relativeTime(t, now time.Time) string {
-	if t.IsZero() {
-		return "unknown"
-	}
-	d := now.Sub(t)
-	if d < time.Second {
-		return "just now"
-	}
-	for _, u := range []struct {
-		name string
-		d    time.Duration
-	}{
-		{"year", 365 * 24 * time.Hour},
-		{"month", 30 * 24 * time.Hour},
-		{"week", 7 * 24 * time.Hour},
-		{"day", 24 * time.Hour},
-		{"hour", time.Hour},
-		{"minute", time.Minute},
-		{"second", time.Second},
-	} {
-		if n := int(d / u.d); n >= 1 {
-			if n == 1 {
-				return "1 " + u.name + " ago"
-			}
-			return fmt.Sprintf("%d %ss ago", n, u.name)
-		}
-	}
-	return "just now"
-}
-
 func newImageRemoveCmd() *cobra.Command {
 	var force bool
 	c := &cobra.Command{
@@ -157,7 +151,8 @@ func newImageRemoveCmd() *cobra.Command {
 		Short:   "Remove images by NAME[:TAG] or digest prefix",
 		Long: "Remove each REF. A NAME[:TAG] removes that tag; a digest prefix removes the " +
 			"image with all its tags. Data no other tag uses is deleted.",
-		Args: cobra.MinimumNArgs(1),
+		Args:              wantArgs(1, -1),
+		ValidArgsFunction: completeImages,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			a, err := openApp()
 			if err != nil {

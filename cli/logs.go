@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -15,11 +16,17 @@ func newLogsCmd() *cobra.Command {
 	var boot, follow bool
 	var lines int
 	c := &cobra.Command{
-		Use:   "logs [NAME]",
-		Short: "Show a machine's console log (--boot: the supervisor's boot log)",
-		Args:  cobra.MaximumNArgs(1),
+		Use:               "logs [NAME]",
+		Short:             "Show a machine's console log (--boot: the supervisor's boot log)",
+		Args:              wantArgs(0, 1),
+		ValidArgsFunction: completeMachine,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, cfg, err := managerFor(optionalName(args))
+			if !cmd.Flags().Changed("tail") {
+				lines = -1 // all
+			} else if lines < 0 {
+				return usagef(cmd, "--tail %d: give a number of lines, 0 or more", lines)
+			}
+			m, cfg, err := managerFor(cmd, optionalName(args))
 			if err != nil {
 				return err
 			}
@@ -32,7 +39,8 @@ func newLogsCmd() *cobra.Command {
 	}
 	c.Flags().BoolVar(&boot, "boot", false, "show the boot (supervisor) log instead of the console")
 	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines")
-	c.Flags().IntVarP(&lines, "tail", "n", -1, "print only the last N lines")
+	c.Flags().IntVarP(&lines, "tail", "n", 0, "print only the last `N` lines (default: all)")
+	c.RegisterFlagCompletionFunc("tail", completeNothing)
 	return c
 }
 
@@ -48,7 +56,8 @@ func showLog(cmd *cobra.Command, path string, n int, follow bool) error {
 		}
 	}
 	if os.IsNotExist(err) {
-		return nil // never booted: nothing logged yet
+		fmt.Fprintln(cmd.ErrOrStderr(), "note: the machine has not booted yet, so nothing is logged")
+		return nil
 	}
 	if err != nil {
 		return err

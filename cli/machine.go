@@ -1,15 +1,17 @@
 package cli
 
 import (
-	"context"
-	"encoding/json"
+	"bufio"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/machinetop/machinetop/images/progress"
 	"github.com/machinetop/machinetop/vm"
@@ -22,6 +24,8 @@ func newMachineCmd() *cobra.Command {
 		Use:     "machine",
 		Aliases: []string{"m"},
 		Short:   "Create, run and manage machines",
+		Long: "Create, run and manage machines. Every command taking an optional NAME acts on the\n" +
+			"default machine without one; the first machine created becomes the default.",
 	}
 	c.AddCommand(newCreateCmd(), newRunCmd(), newListCmd(), newInspectCmd(),
 		newStartCmd(), newStopCmd(), newRestartCmd(), newDeleteCmd(),
@@ -44,7 +48,14 @@ func newCreateCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "create IMAGE",
 		Short: "Create a machine from an image and boot it",
-		Args:  cobra.ExactArgs(1),
+		Long: "Create a machine from IMAGE (NAME[:TAG] or a digest prefix from `image ls`; an image\n" +
+			"not stored yet is pulled), boot it unless --no-boot, and print its name.\n\n" +
+			fmt.Sprintf("Defaults on this host: %d CPUs and %s of memory (half the host's), a 64G sparse disk.",
+				vm.DefaultCPUs(), vm.FormatSize(vm.DefaultMemory())),
+		Example: "  machinetop machine create debian:bookworm -n dev --cpus 2 --memory 4G --set-default\n" +
+			"  machinetop machine create ubuntu:24.04 --home-mount ro --mount ~/src:/src",
+		Args:              wantArgs(1, 1),
+		ValidArgsFunction: completeImage,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Image = args[0]
 			var err error
@@ -58,13 +69,23 @@ func newCreateCmd() *cobra.Command {
 					return fmt.Errorf("--disk: %w", err)
 				}
 			}
-			if cmd.Flags().Changed("cpus") && o.CPUs < 1 {
-				return fmt.Errorf("--cpus %d: must be at least 1", o.CPUs)
+			if cmd.Flags().Changed("cpus") {
+				// 0 means "the default" to vm.Create; given, it is checked.
+				if err := vm.ValidateCPUs(o.CPUs); err != nil {
+					return err
+				}
 			}
 			a, err := openApp()
 			if err != nil {
 				return err
 			}
+			if !noBoot {
+				if err := prepareBoot(cmd); err != nil {
+					return err
+				}
+			}
+			// A pull of a missing image shows its progress (and is
+			// journalled for the dashboard).
 			var view progressView
 			cfg, err := a.Create(cmd.Context(), o, func(e progress.Event) {
 				if view == nil {
@@ -88,15 +109,22 @@ func newCreateCmd() *cobra.Command {
 		},
 	}
 	f := c.Flags()
-	f.StringVarP(&o.Name, "name", "n", "", "machine name (default: <image>-<tag>)")
+	f.StringVarP(&o.Name, "name", "n", "", "machine `NAME` (default: <image>-<tag>)")
 	f.BoolVar(&o.SetDefault, "set-default", false, "make it the default machine")
 	f.BoolVar(&noBoot, "no-boot", false, "create without booting")
-	f.IntVar(&o.CPUs, "cpus", 0, fmt.Sprintf("virtual CPUs (default %d, half the host's)", vm.DefaultCPUs()))
-	f.StringVar(&memory, "memory", "", fmt.Sprintf("memory, e.g. 4G (default %s, half the host's)", vm.FormatSize(vm.DefaultMemory())))
-	f.StringVar(&disk, "disk", "", "root disk capacity, sparse (default 64G)")
-	f.StringVar(&o.Kernel, "kernel", "", "kernel .deb or vmlinuz to boot instead of the distribution's kernel")
-	f.StringVar(&o.HomeMount, "home-mount", vm.HomeMountRW, "share your home directory at the same path: rw, ro or none")
-	f.StringArrayVar(&o.Mounts, "mount", nil, "share a host directory: HOST[:GUEST][:ro] (repeatable; GUEST defaults to HOST)")
+	f.IntVar(&o.CPUs, "cpus", 0, "`N` virtual CPUs (default: half the host's)")
+	f.StringVar(&memory, "memory", "", "memory `SIZE`, e.g. 4G (default: half the host's, whole GiB)")
+	f.StringVar(&disk, "disk", "", "root disk capacity `SIZE`, sparse (default 64G)")
+	f.StringVar(&o.Kernel, "kernel", "", "kernel .deb or vmlinuz `FILE` to boot instead of the distribution's kernel")
+	f.StringVar(&o.HomeMount, "home-mount", vm.HomeMountRW, "how to share your home directory at the same path, a `MODE`: rw, ro or none")
+	f.StringArrayVar(&o.Mounts, "mount", nil, "share a host directory: `HOST[:GUEST][:ro]` (repeatable; GUEST defaults to HOST)")
+	c.RegisterFlagCompletionFunc("name", completeNothing)
+	c.RegisterFlagCompletionFunc("cpus", completeNothing)
+	c.RegisterFlagCompletionFunc("memory", completeNothing)
+	c.RegisterFlagCompletionFunc("disk", completeNothing)
+	c.RegisterFlagCompletionFunc("kernel", completeFiles)
+	c.RegisterFlagCompletionFunc("home-mount", completeHomeMount)
+	c.RegisterFlagCompletionFunc("mount", completeDirs)
 	return c
 }
 
@@ -107,10 +135,16 @@ func newListCmd() *cobra.Command {
 		Use:     "list",
 		Aliases: []string{"ls"},
 		Short:   "List machines",
-		Args:    cobra.NoArgs,
+		Long: "List machines. Templates (--format) see the fields of `machine inspect`'s Go value:\n" +
+			"Name, Image, State, IP, CPUs, MemoryBytes, DiskBytes, DiskAllocated, Created, Default, …",
+		Example: "  machinetop machine ls --format '{{.Name}}'\n" +
+			"  machinetop machine ls --format 'table {{.Name}}\\t{{.State}}\\t{{.MemoryBytes | size}}'\n" +
+			"  machinetop machine ls --format json",
+		Args: wantArgs(0, 0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if format != "table" && format != "json" {
-				return fmt.Errorf("--format %q: use table or json", format)
+			f, err := parseFormat("--format", format, true)
+			if err != nil {
+				return err
 			}
 			m, err := newManager()
 			if err != nil {
@@ -121,31 +155,19 @@ func newListCmd() *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			switch {
-			case quiet:
+			if quiet {
 				for _, mc := range ms {
 					fmt.Fprintln(out, mc.Name)
 				}
-			case format == "json":
-				if ms == nil {
-					ms = []vm.Machine{}
-				}
-				return writeJSON(out, ms)
-			default:
-				writeMachineTable(out, ms)
+				return nil
 			}
-			return nil
+			return writeList(out, f, ms, writeMachineTable)
 		},
 	}
-	c.Flags().StringVar(&format, "format", "table", "table or json")
+	c.Flags().StringVar(&format, "format", "table", formatHelp)
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "print names only")
+	c.RegisterFlagCompletionFunc("format", completeFormat(true))
 	return c
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 // writeMachineTable prints the `machine ls` table.
@@ -169,32 +191,44 @@ func writeMachineTable(w io.Writer, ms []vm.Machine) {
 }
 
 func newInspectCmd() *cobra.Command {
-	return &cobra.Command{
+	var format string
+	c := &cobra.Command{
 		Use:   "inspect [NAME]",
-		Short: "Show a machine's configuration and state as JSON",
-		Args:  cobra.MaximumNArgs(1),
+		Short: "Show a machine's configuration and state as JSON, or through a template",
+		Example: "  machinetop machine inspect dev\n" +
+			"  machinetop machine inspect -f '{{.State}} {{.SSHPort}}' dev",
+		Args:              wantArgs(0, 1),
+		ValidArgsFunction: completeMachine,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, cfg, err := managerFor(optionalName(args))
+			f, err := parseFormat("--format", format, false)
 			if err != nil {
 				return err
 			}
-			return writeJSON(cmd.OutOrStdout(), m.Get(cmd.Context(), cfg))
+			m, cfg, err := managerFor(cmd, optionalName(args))
+			if err != nil {
+				return err
+			}
+			return f.writeOne(cmd.OutOrStdout(), m.Get(cmd.Context(), cfg))
 		},
 	}
+	c.Flags().StringVarP(&format, "format", "f", "json", "`FORMAT`: json, or a Go template such as '{{.State}}' over the fields of machine ls --format")
+	c.RegisterFlagCompletionFunc("format", completeFormat(false))
+	return c
 }
 
 // simpleCmd builds a command acting on one optional machine name.
-func simpleCmd(use, short string, act func(ctx context.Context, m *vm.Manager, cfg *vm.Config) error) *cobra.Command {
+func simpleCmd(use, short string, act func(cmd *cobra.Command, m *vm.Manager, cfg *vm.Config) error) *cobra.Command {
 	return &cobra.Command{
-		Use:   use + " [NAME]",
-		Short: short,
-		Args:  cobra.MaximumNArgs(1),
+		Use:               use + " [NAME]",
+		Short:             short,
+		Args:              wantArgs(0, 1),
+		ValidArgsFunction: completeMachine,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, cfg, err := managerFor(optionalName(args))
+			m, cfg, err := managerFor(cmd, optionalName(args))
 			if err != nil {
 				return err
 			}
-			if err := act(cmd.Context(), m, cfg); err != nil {
+			if err := act(cmd, m, cfg); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), cfg.Name)
@@ -204,50 +238,90 @@ func simpleCmd(use, short string, act func(ctx context.Context, m *vm.Manager, c
 }
 
 func newStartCmd() *cobra.Command {
-	return simpleCmd("start", "Boot a machine and wait for its agent", func(ctx context.Context, m *vm.Manager, cfg *vm.Config) error {
-		return m.Start(ctx, cfg)
+	return simpleCmd("start", "Boot a machine and wait for its agent", func(cmd *cobra.Command, m *vm.Manager, cfg *vm.Config) error {
+		if err := prepareBoot(cmd); err != nil {
+			return err
+		}
+		return m.Start(cmd.Context(), cfg)
 	})
 }
 
 func newStopCmd() *cobra.Command {
 	var timeout time.Duration
-	c := simpleCmd("stop", "Shut a machine down (killed after --timeout)", func(ctx context.Context, m *vm.Manager, cfg *vm.Config) error {
-		return m.Stop(ctx, cfg, timeout)
+	c := simpleCmd("stop", "Shut a machine down (killed after --timeout)", func(cmd *cobra.Command, m *vm.Manager, cfg *vm.Config) error {
+		return m.Stop(cmd.Context(), cfg, timeout)
 	})
-	c.Flags().DurationVarP(&timeout, "timeout", "t", vm.DefaultStopTimeout, "how long to wait for the guest to power off before killing it")
+	c.Flags().DurationVarP(&timeout, "timeout", "t", vm.DefaultStopTimeout, "how long (a `DURATION`) to wait for the guest to power off before killing it")
+	c.RegisterFlagCompletionFunc("timeout", completeNothing)
 	return c
 }
 
 func newRestartCmd() *cobra.Command {
 	var timeout time.Duration
-	c := simpleCmd("restart", "Stop and start a machine", func(ctx context.Context, m *vm.Manager, cfg *vm.Config) error {
-		return m.Restart(ctx, cfg, timeout)
+	c := simpleCmd("restart", "Stop and start a machine", func(cmd *cobra.Command, m *vm.Manager, cfg *vm.Config) error {
+		if err := prepareBoot(cmd); err != nil {
+			return err
+		}
+		return m.Restart(cmd.Context(), cfg, timeout)
 	})
-	c.Flags().DurationVarP(&timeout, "timeout", "t", vm.DefaultStopTimeout, "how long to wait for the guest to power off before killing it")
+	c.Flags().DurationVarP(&timeout, "timeout", "t", vm.DefaultStopTimeout, "how long (a `DURATION`) to wait for the guest to power off before killing it")
+	c.RegisterFlagCompletionFunc("timeout", completeNothing)
 	return c
 }
 
 func newDeleteCmd() *cobra.Command {
-	return &cobra.Command{
+	var force bool
+	c := &cobra.Command{
 		Use:     "delete NAME...",
 		Aliases: []string{"rm"},
-		Short:   "Stop and delete machines, disks included",
-		Args:    cobra.MinimumNArgs(1),
+		Short:   "Delete machines, disks included (a running one only with --force, or when you confirm)",
+		Long: "Delete each machine with its disk. A stopped machine is deleted at once. A running\n" +
+			"machine is refused unless --force stops it first; on a terminal you are asked instead.",
+		Args:              wantArgs(1, -1),
+		ValidArgsFunction: completeMachines,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := newManager()
 			if err != nil {
 				return err
 			}
-			var failed []string
+			ask := asker(cmd)
+			// Carry on past a failure so one typo does not block the rest.
+			var errs []error
 			for _, n := range args {
 				cfg, err := m.Load(n)
-				var wasDefault bool
-				if err == nil {
-					wasDefault, err = m.Delete(cmd.Context(), cfg)
+				if errors.Is(err, vm.ErrBroken) {
+					// Its state cannot be read, so nothing can run it.
+					if _, err := m.RemoveBroken(n); err != nil {
+						errs = append(errs, err)
+						continue
+					}
+					fmt.Fprintln(cmd.OutOrStdout(), n)
+					continue
 				}
 				if err != nil {
-					fmt.Fprintf(cmd.ErrOrStderr(), "machinetop: %v\n", err)
-					failed = append(failed, n)
+					errs = append(errs, err)
+					continue
+				}
+				mc := m.Get(cmd.Context(), cfg)
+				if mc.State != vm.StateStopped && !force {
+					if ask == nil {
+						errs = append(errs, fmt.Errorf("%s is %s: stop it first (`machinetop machine stop %s`), or pass --force to stop and delete it", n, mc.State, n))
+						continue
+					}
+					ok, err := ask(fmt.Sprintf("%s is %s. Stop it and delete it with its %s disk (%s used)? [y/N] ",
+						n, mc.State, vm.FormatSize(mc.DiskBytes), vm.FormatSize(mc.DiskAllocated)))
+					if err != nil {
+						errs = append(errs, err)
+						continue
+					}
+					if !ok {
+						fmt.Fprintf(cmd.ErrOrStderr(), "kept %s\n", n)
+						continue
+					}
+				}
+				wasDefault, err := m.Delete(cmd.Context(), cfg)
+				if err != nil {
+					errs = append(errs, err)
 					continue
 				}
 				fmt.Fprintln(cmd.OutOrStdout(), n)
@@ -255,40 +329,100 @@ func newDeleteCmd() *cobra.Command {
 					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s was the default machine; there is no default now (set one with `machinetop machine set-default NAME`)\n", n)
 				}
 			}
-			if len(failed) > 0 {
-				return fmt.Errorf("could not delete %s", strings.Join(failed, ", "))
-			}
-			return nil
+			return errors.Join(errs...)
 		},
 	}
+	c.Flags().BoolVarP(&force, "force", "f", false, "stop a running machine and delete it without asking")
+	return c
 }
+
+// asker returns a function that asks a yes/no question on stderr and
+// reads the answer from stdin, or nil when stdin or stderr is not a
+// terminal (nobody to ask). Only "y" and "yes" mean yes.
+func asker(cmd *cobra.Command) func(question string) (bool, error) {
+	if !term.IsTerminal(int(os.Stdin.Fd())) || !term.IsTerminal(int(os.Stderr.Fd())) {
+		return nil
+	}
+	in := bufio.NewReader(os.Stdin)
+	return func(q string) (bool, error) {
+		fmt.Fprint(cmd.ErrOrStderr(), q)
+		line, err := in.ReadString('\n')
+		if err != nil && line == "" {
+			fmt.Fprintln(cmd.ErrOrStderr())
+			return false, nil // end of input: no
+		}
+		a := strings.ToLower(strings.TrimSpace(line))
+		return a == "y" || a == "yes", nil
+	}
+}
+
+// setKeys are the settings `machine set` takes, for its first-argument
+// check and completion.
+var setKeys = []string{"cpus", "memory", "kernel", "home-mount", "mounts"}
 
 func newSetCmd() *cobra.Command {
 	var name string
 	c := &cobra.Command{
-		Use:   "set [-n NAME] KEY=VALUE...",
-		Short: "Change settings for the next boot: cpus=N, memory=SIZE, kernel=PATH, home-mount=rw|ro|none, mounts=HOST[:GUEST][:ro],...",
+		Use:   "set [NAME] KEY=VALUE...",
+		Short: "Change a machine's CPUs, memory, kernel or shared directories for its next boot",
 		Long: "Change settings, applied at the next boot:\n" +
 			"  cpus=N            virtual CPUs\n" +
 			"  memory=SIZE       memory, e.g. 4G\n" +
 			"  kernel=PATH       kernel .deb or vmlinuz (empty for the default)\n" +
 			"  home-mount=MODE   share your home directory: rw, ro or none\n" +
-			"  mounts=LIST       shared directories, comma separated HOST[:GUEST][:ro]; replaces the list (empty for none)",
-		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			m, cfg, err := managerFor(name)
-			if err != nil {
-				return err
+			"  mounts=LIST       shared directories, comma separated HOST[:GUEST][:ro]; replaces the list (empty for none)\n" +
+			"The machine is NAME, or -n NAME, or the default machine.",
+		Example: "  machinetop machine set dev cpus=4 memory=8G\n" +
+			"  machinetop machine set home-mount=ro mounts=~/src,~/data:/data:ro",
+		Args: wantArgs(1, -1),
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			var out []cobra.Completion
+			if k, _, ok := strings.Cut(toComplete, "="); ok {
+				if k == "home-mount" {
+					for _, v := range []string{vm.HomeMountRW, vm.HomeMountRO, vm.HomeMountNone} {
+						out = append(out, k+"="+v)
+					}
+				}
+				return out, cobra.ShellCompDirectiveNoFileComp
 			}
-			name := cfg.Name
+			if len(args) == 0 && !cmd.Flags().Changed("name") {
+				out = machineNames(toComplete, nil)
+			}
+			for _, k := range setKeys {
+				if strings.HasPrefix(k, toComplete) {
+					out = append(out, k+"=")
+				}
+			}
+			return out, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveNoSpace
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if first := args[0]; !strings.Contains(first, "=") {
+				for _, k := range setKeys {
+					if first == k {
+						return usagef(cmd, "%q is not KEY=VALUE (e.g. cpus=2, memory=4G)", first)
+					}
+				}
+				if cmd.Flags().Changed("name") {
+					return usagef(cmd, "the machine is given twice (-n %s and %s): give one", name, first)
+				}
+				name, args = first, args[1:]
+				if len(args) == 0 {
+					return usagef(cmd, "missing KEY=VALUE after %s: usage: %s", first, cmd.UseLine())
+				}
+			}
 			kv := map[string]string{}
 			for _, a := range args {
 				k, v, ok := strings.Cut(a, "=")
 				if !ok || k == "" {
-					return fmt.Errorf("%q is not KEY=VALUE (e.g. cpus=2, memory=4G)", a)
+					return usagef(cmd, "%q is not KEY=VALUE (e.g. cpus=2, memory=4G)", a)
 				}
 				kv[k] = v
 			}
+			m, cfg, err := managerFor(cmd, name)
+			if err != nil {
+				return err
+			}
+			name := cfg.Name
 			if err := m.Set(cfg, kv); err != nil {
 				return err
 			}
@@ -298,17 +432,19 @@ func newSetCmd() *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().StringVarP(&name, "name", "n", "", "machine (default: the default machine)")
+	c.Flags().StringVarP(&name, "name", "n", "", "machine `NAME` (default: the default machine)")
+	c.RegisterFlagCompletionFunc("name", completeMachineFlag)
 	return c
 }
 
 func newSetDefaultCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "set-default NAME",
-		Short: "Make NAME the default machine",
-		Args:  cobra.ExactArgs(1),
+		Use:               "set-default NAME",
+		Short:             "Make NAME the default machine",
+		Args:              wantArgs(1, 1),
+		ValidArgsFunction: completeMachine,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, cfg, err := managerFor(args[0])
+			m, cfg, err := managerFor(cmd, args[0])
 			if err != nil {
 				return err
 			}
@@ -324,9 +460,10 @@ func newSSHConfigCmd() *cobra.Command {
 		Long: "Print an ssh_config(5) Host block that logs in to the machine as your user with a key\n" +
 			"machinetop made for you, over a port forwarded from 127.0.0.1. Add it to ~/.ssh/config,\n" +
 			"or use it directly: ssh -F <(machinetop machine ssh-config NAME) NAME",
-		Args: cobra.MaximumNArgs(1),
+		Args:              wantArgs(0, 1),
+		ValidArgsFunction: completeMachine,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, cfg, err := managerFor(optionalName(args))
+			m, cfg, err := managerFor(cmd, optionalName(args))
 			if err != nil {
 				return err
 			}

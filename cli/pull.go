@@ -21,7 +21,7 @@ func newImagePullCmd() *cobra.Command {
 			"are expanded) into the local store and print its digest. A multi-platform image is " +
 			"resolved to this host's platform or --platform. Credentials come from the Docker " +
 			"config file and its credential helpers. Layers already stored are not downloaded again.",
-		Args: cobra.ExactArgs(1),
+		Args: wantArgs(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts := images.PullOptions{Insecure: insecure}
 			if platform != "" {
@@ -43,9 +43,11 @@ func newImagePullCmd() *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().StringVar(&platform, "platform", "", "os/arch[/variant] to pull from a multi-platform image (default: this host's)")
+	c.Flags().StringVar(&platform, "platform", "", "`OS/ARCH[/VARIANT]` to pull from a multi-platform image (default: this host's)")
 	c.Flags().BoolVar(&insecure, "insecure", false, "allow plain HTTP and unverified TLS for this registry")
-	c.Flags().StringVar(&mode, "progress", "auto", "progress output: auto, plain or tty")
+	c.Flags().StringVar(&mode, "progress", "auto", "progress `MODE`: auto, plain or tty")
+	c.RegisterFlagCompletionFunc("platform", completePlatform)
+	c.RegisterFlagCompletionFunc("progress", completeProgress)
 	return c
 }
 

@@ -36,33 +36,74 @@ type runOptions struct {
 func newRunCmd() *cobra.Command {
 	var o runOptions
 	c := &cobra.Command{
-		Use:   "run [-n NAME] [flags] [-- CMD ARGS...]",
+		Use:   "run [flags] [NAME --] [CMD ARGS...]",
 		Short: "Run a command in a machine as your user (booting it if needed), or open a login shell",
 		Long: "Run CMD in the machine and exit with its status; without CMD, open your login shell.\n" +
+			"The machine is -n NAME, or NAME followed by --, or the default machine. Flags go before\n" +
+			"CMD: everything from CMD on is the command's own (`run ls -la`).\n\n" +
 			"It runs as your user (the one machinetop mapped into the machine) unless --root or -u is given,\n" +
 			"in the same directory as here when this directory is shared with the machine, else in the\n" +
 			"user's home directory.\n\n" +
 			"Without -i and -t, stdin is passed through and a PTY is used when stdin and stdout are both\n" +
-			"terminals. -i and -t work as in `docker exec`: -i passes stdin through, -t allocates a PTY.",
+			"terminals. -i and -t work as in `docker exec`: -i passes stdin through, -t allocates a PTY.\n\n" +
+			"The exit status is CMD's; 126 when it cannot be executed, 127 when it is not found, 128+N\n" +
+			"when signal N killed it, and 125 when machinetop itself failed.",
+		Example: "  machinetop machine run ls -la\n" +
+			"  machinetop machine run dev -- uname -a\n" +
+			"  machinetop m run -n dev --root -- apt-get update\n" +
+			"  machinetop m run dev --",
+		Args: wantArgs(0, -1),
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			if len(args) == 0 && !cmd.Flags().Changed("name") {
+				return machineNames(toComplete, nil), cobra.ShellCompDirectiveNoFileComp
+			}
+			return nil, cobra.ShellCompDirectiveDefault
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Flags stop at the first argument (SetInterspersed below), so a
+			// "--" after NAME is still in args.
+			if cmd.ArgsLenAtDash() < 0 && len(args) >= 2 && args[1] == "--" {
+				if cmd.Flags().Changed("name") {
+					return usagef(cmd, "the machine is given twice (-n %s and %s --): give one", o.name, args[0])
+				}
+				o.name, args = args[0], args[2:]
+			}
 			return runInMachine(cmd, args, &o)
 		},
 	}
 	f := c.Flags()
-	f.StringVarP(&o.name, "name", "n", "", "machine (default: the default machine)")
+	f.SetInterspersed(false)
+	f.StringVarP(&o.name, "name", "n", "", "machine `NAME` (default: the default machine)")
 	f.BoolVar(&o.root, "root", false, "run as root")
-	f.StringVarP(&o.user, "user", "u", "", "run as USER (a name in the machine, UID or UID:GID)")
-	f.StringArrayVarP(&o.env, "env", "e", nil, "set KEY=VALUE in the environment (KEY alone passes this host's value; repeatable)")
-	f.StringArrayVar(&o.envFiles, "env-file", nil, "read KEY=VALUE lines from a file (# comments and blank lines skipped; repeatable)")
-	f.StringVarP(&o.workdir, "workdir", "w", "", "working directory in the machine (absolute)")
+	f.StringVarP(&o.user, "user", "u", "", "run as `USER` (a name in the machine, UID or UID:GID)")
+	f.StringArrayVarP(&o.env, "env", "e", nil, "set `KEY=VALUE` in the environment (KEY alone passes this host's value; repeatable)")
+	f.StringArrayVar(&o.envFiles, "env-file", nil, "read KEY=VALUE lines from `FILE` (# comments and blank lines skipped; repeatable)")
+	f.StringVarP(&o.workdir, "workdir", "w", "", "working directory `DIR` in the machine (absolute)")
 	f.BoolVarP(&o.interactive, "interactive", "i", false, "pass stdin through")
 	f.BoolVarP(&o.tty, "tty", "t", false, "allocate a PTY")
+	c.RegisterFlagCompletionFunc("name", completeMachineFlag)
+	c.RegisterFlagCompletionFunc("user", completeNothing)
+	c.RegisterFlagCompletionFunc("env", completeEnvNames)
+	c.RegisterFlagCompletionFunc("env-file", completeFiles)
+	c.RegisterFlagCompletionFunc("workdir", completeNothing)
 	return c
+}
+
+// completeEnvNames completes -e with this host's variable names (a bare
+// KEY passes the host's value).
+func completeEnvNames(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	var out []cobra.Completion
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); k != "" && strings.HasPrefix(k, toComplete) {
+			out = append(out, k)
+		}
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp
 }
 
 func runInMachine(cmd *cobra.Command, args []string, o *runOptions) error {
 	if o.root && o.user != "" {
-		return fmt.Errorf("--root and -u both choose the user: give one")
+		return usagef(cmd, "--root and -u both choose the user: give one")
 	}
 	if o.workdir != "" && !filepath.IsAbs(o.workdir) {
 		return fmt.Errorf("-w %q: give an absolute path in the machine", o.workdir)
@@ -81,11 +122,14 @@ func runInMachine(cmd *cobra.Command, args []string, o *runOptions) error {
 		return fmt.Errorf("-t: the input device is not a TTY; drop -t to use pipes")
 	}
 
-	m, cfg, err := managerFor(o.name)
+	m, cfg, err := managerFor(cmd, o.name)
 	if err != nil {
 		return err
 	}
 	ctx := cmd.Context()
+	if err := prepareBoot(cmd); err != nil {
+		return err
+	}
 	if err := m.Start(ctx, cfg); err != nil {
 		return err
 	}

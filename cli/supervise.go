@@ -15,7 +15,7 @@ func newSuperviseCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:    vm.SuperviseCommand + " NAME",
 		Hidden: true,
-		Args:   cobra.ExactArgs(1),
+		Args:   wantArgs(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// The supervisor outlives terminals: hangups and Ctrl-C of
 			// whoever started it must not stop the machine.
@@ -29,6 +29,12 @@ func newSuperviseCmd() *cobra.Command {
 				return err
 			}
 			os.Stdin.Close()
+			// The dashboard and builds start supervisors too; a binary
+			// from `go install` builds its guest agent here (the log is
+			// the supervisor's).
+			if err := ensureGuest(cmd.Context(), m.Data, cmd.ErrOrStderr()); err != nil {
+				return err
+			}
 			return supervisor.Run(cmd.Context(), cfg, supervisor.Options{Manager: m})
 		},
 	}

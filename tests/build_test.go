@@ -77,7 +77,7 @@ CMD ["/bin/sh"]
 	if got != "v2\nran\ncompiled\n" {
 		t.Fatalf("machine from the built image: %q", got)
 	}
-	e.must("machine", "rm", "app")
+	e.must("machine", "rm", "-f", "app") // it is running
 
 	// A failing RUN shows its output and status, exits non-zero and tags
 	// nothing.

@@ -228,6 +228,7 @@ func testLifecycle(t *testing.T, e *env, image, name string, systemd bool) {
 		}
 	}
 
+	testRunningCLI(t, e, image, name, systemd)
 	testUserAndShares(t, e, name, systemd)
 	if systemd {
 		testSSH(t, e, name)

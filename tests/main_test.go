@@ -130,7 +130,7 @@ func newEnv(t *testing.T) *env {
 		// Stop whatever the test left running, then remove the data.
 		out, _, _ := e.mt(nil, "machine", "ls", "-q")
 		for _, n := range strings.Fields(out) {
-			e.mt(nil, "machine", "rm", n)
+			e.mt(nil, "machine", "rm", "-f", n)
 		}
 		if !*keepDir && !t.Failed() {
 			os.RemoveAll(dir)

@@ -2,6 +2,8 @@ package vm
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -154,6 +156,9 @@ func checkKernel(path string) (string, error) {
 		return "", err
 	}
 	fi, err := os.Stat(abs)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("kernel %s: %s does not exist: give the path of a kernel .deb or vmlinuz", path, abs)
+	}
 	if err != nil {
 		return "", fmt.Errorf("kernel %s: %w", path, err)
 	}

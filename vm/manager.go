@@ -123,11 +123,21 @@ func DefaultMemory() uint64 {
 	return max(total/2/GiB*GiB, GiB)
 }
 
+// ValidateCPUs returns nil when n virtual CPUs fit this host (1 to
+// HostCPUs()), else an error naming n and the range, worded alike for
+// create and set.
+func ValidateCPUs(n int) error {
+	if n < 1 || n > HostCPUs() {
+		return fmt.Errorf("cpus %d is out of range: use 1 to %d (this host's CPUs)", n, HostCPUs())
+	}
+	return nil
+}
+
 // validateResources checks a machine's CPUs, memory and disk, bytes, with
 // one message per problem for create and set alike.
 func validateResources(cpus int, memory, disk uint64) error {
-	if cpus < 1 || cpus > HostCPUs() {
-		return fmt.Errorf("cpus %d is out of range: use 1 to %d (this host's CPUs)", cpus, HostCPUs())
+	if err := ValidateCPUs(cpus); err != nil {
+		return err
 	}
 	total, err := HostMemory()
 	if err == nil && memory > total {

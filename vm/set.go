@@ -66,7 +66,7 @@ func setKey(c *Config, k, v string) error {
 		}
 		abs, err := checkKernel(v)
 		if err != nil {
-			return err
+			return fmt.Errorf("kernel=%s: %w", v, err)
 		}
 		c.Kernel = abs
 	case "home-mount":

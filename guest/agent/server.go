@@ -22,11 +22,13 @@ import (
 
 	"github.com/machinetop/machinetop/guest/hostuser"
 	"github.com/machinetop/machinetop/guest/proto"
+	"github.com/machinetop/machinetop/internal/version"
 )
 
-// Version is the agent version reported by ping; the build may set it with
-// -ldflags "-X github.com/machinetop/machinetop/guest/agent.Version=...".
-var Version = "dev"
+// Version is the agent version reported by ping: the build's version,
+// commit, Go toolchain and platform on one line (see package
+// internal/version, which the Makefile sets at link time).
+var Version = version.Get().String()
 
 // Server serves agent calls. The zero value is ready to use; one Server may
 // serve many sessions, one after another or at once.

@@ -68,6 +68,12 @@ func (d Data) Builds() string { return filepath.Join(d.Root, "builds") }
 // results can be renamed into place).
 func (d Data) Tmp() string { return filepath.Join(d.Root, "tmp") }
 
+// GuestBuild is where a machinetop installed with `go install` keeps the
+// guest binary it built for module version ver and linux/arch.
+func (d Data) GuestBuild(ver, arch string) string {
+	return filepath.Join(d.Root, "guest", ver, "machinetop-guest-linux-"+arch)
+}
+
 // SSHKey is the private key machinetop logs into machines with: an
 // ed25519 key in OpenSSH's format, mode 0600.
 func (d Data) SSHKey() string { return filepath.Join(d.Root, "ssh", "id_ed25519") }

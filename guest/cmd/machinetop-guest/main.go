@@ -9,10 +9,13 @@
 //	/init                      as the kernel's first process (argv[0] "/init")
 //	machinetop-guest agent     serve the host on the agent channels
 //	machinetop-guest pid1      be PID 1 (no init in the image) and serve the host
+//	machinetop-guest --version print the build's version, as the agent reports it
+//	                           (--version --json: as JSON, for `machinetop version`)
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log"
 	"os"
@@ -23,6 +26,7 @@ import (
 
 	"github.com/machinetop/machinetop/guest/agent"
 	"github.com/machinetop/machinetop/guest/initrd"
+	"github.com/machinetop/machinetop/internal/version"
 )
 
 func main() {
@@ -31,6 +35,12 @@ func main() {
 		cmd = os.Args[1]
 	}
 	switch {
+	case cmd == "--version" || cmd == "version":
+		if len(os.Args) > 2 && os.Args[2] == "--json" {
+			json.NewEncoder(os.Stdout).Encode(version.Get())
+			return
+		}
+		fmt.Println("machinetop-guest version " + agent.Version)
 	case cmd == "agent":
 		log.SetFlags(0)
 		log.SetPrefix("machinetop-agent: ")
@@ -45,7 +55,7 @@ func main() {
 		// The kernel passes unknown boot parameters as arguments.
 		initrd.Main()
 	default:
-		fmt.Fprintln(os.Stderr, "usage: machinetop-guest agent|pid1 (or run as the initramfs /init)")
+		fmt.Fprintln(os.Stderr, "usage: machinetop-guest agent|pid1|--version (or run as the initramfs /init)")
 		os.Exit(2)
 	}
 }
