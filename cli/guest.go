@@ -15,8 +15,8 @@ import (
 	"github.com/gofrs/flock"
 	"github.com/spf13/cobra"
 
-	"github.com/machinetop/machinetop/vm/layout"
 	"github.com/machinetop/machinetop/vm/kit"
+	"github.com/machinetop/machinetop/vm/layout"
 )
 
 // The guest binary (machinetop-guest, static linux/<arch>) goes into every

@@ -2,11 +2,11 @@ package vm
 
 import (
 	"context"
-	"errors"
-	"io/fs"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/user"
