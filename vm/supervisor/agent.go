@@ -28,7 +28,7 @@ func (s *supervisor) agentLoop() {
 		if !ok {
 			continue
 		}
-		s.log.Info("agent ready", "kernel", info.Kernel, "pid1", info.PID1, "populated", info.Populated)
+		s.log.Info("agent ready", "version", info.Version, "kernel", info.Kernel, "pid1", info.PID1, "populated", info.Populated)
 		if info.Populated && !s.cfg.Populated {
 			s.markPopulated()
 		}
