@@ -96,6 +96,15 @@ func (m *Manager) Start(ctx context.Context, cfg *Config) error {
 		return err
 	}
 	var exited <-chan error
+	if m.supervisorAlive(cfg.Name) {
+		// A supervisor whose machine is stopped (its boot failed, or its
+		// VM just exited) is on its way out: let it go, then boot anew.
+		if st, err := m.status(ctx, cfg); err == nil && st.State == StateStopped {
+			if err := m.waitReleased(ctx, cfg.Name); err != nil {
+				return fmt.Errorf("starting %s: %w", cfg.Name, err)
+			}
+		}
+	}
 	if !m.supervisorAlive(cfg.Name) {
 		if exited, err = m.spawn(cfg); err != nil {
 			return err
@@ -107,7 +116,7 @@ func (m *Manager) Start(ctx context.Context, cfg *Config) error {
 		var result error
 		werr := control.Watch(ctx, run.Control(), func(st *control.Status) bool {
 			switch {
-			case st.AgentReady:
+			case st.AgentReady && st.State == StateRunning:
 				return false
 			case st.State == StateStopped && st.Error != "":
 				result = fmt.Errorf("starting %s: %w: %s", cfg.Name, ErrStartFailed, st.Error)
@@ -126,6 +135,12 @@ func (m *Manager) Start(ctx context.Context, cfg *Config) error {
 		}
 		select {
 		case err := <-exited:
+			if err == nil && m.supervisorAlive(cfg.Name) {
+				// Ours found the machine taken by another
+				// supervisor (a concurrent Start): follow that one.
+				exited = nil
+				continue
+			}
 			return m.startFailure(cfg.Name, err)
 		case <-ctx.Done():
 			return fmt.Errorf("starting %s: %w; see `machinetop machine logs %s`", cfg.Name, ctx.Err(), cfg.Name)
@@ -290,10 +305,19 @@ func (m *Manager) Stop(ctx context.Context, cfg *Config, timeout time.Duration) 
 		}
 	}
 	// The VM is gone; the supervisor releases its lock as it exits.
-	l := flock.New(m.Dir(cfg.Name).SupervisorLock())
-	ok, err := l.TryLockContext(sctx, 10*time.Millisecond)
+	if err := m.waitReleased(sctx, cfg.Name); err != nil {
+		return fmt.Errorf("stopping %s: %w", cfg.Name, err)
+	}
+	return nil
+}
+
+// waitReleased waits until the supervisor of the machine name has exited
+// (released its lock), or ctx ends.
+func (m *Manager) waitReleased(ctx context.Context, name string) error {
+	l := flock.New(m.Dir(name).SupervisorLock())
+	ok, err := l.TryLockContext(ctx, 10*time.Millisecond)
 	if !ok || err != nil {
-		return fmt.Errorf("stopping %s: the supervisor did not exit", cfg.Name)
+		return fmt.Errorf("the supervisor did not exit")
 	}
 	l.Unlock()
 	return nil

@@ -190,12 +190,15 @@ func Dial(ctx context.Context, path string, req Request) (net.Conn, *Response, e
 	}
 	if err := proto.WriteLine(c, req); err != nil {
 		c.Close()
+		if closedByPeer(err) {
+			return nil, nil, fmt.Errorf("%w: the supervisor closed the connection", ErrNotRunning)
+		}
 		return nil, nil, err
 	}
 	var resp Response
 	if err := ReadLine(c, &resp); err != nil {
 		c.Close()
-		if errors.Is(err, io.EOF) {
+		if closedByPeer(err) {
 			return nil, nil, fmt.Errorf("%w: the supervisor closed the connection", ErrNotRunning)
 		}
 		return nil, nil, err
@@ -206,6 +209,13 @@ func Dial(ctx context.Context, path string, req Request) (net.Conn, *Response, e
 		return nil, nil, resp.Error
 	}
 	return c, &resp, nil
+}
+
+// closedByPeer reports whether err means the supervisor closed the
+// connection: an end of file, or a reset or broken pipe when it exited
+// with the connection not yet accepted or not yet read.
+func closedByPeer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // Call is Dial for a request whose one response is the whole answer.

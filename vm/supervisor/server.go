@@ -136,14 +136,25 @@ func (s *supervisor) handleStop(c net.Conn, req control.Request) {
 	if timeout <= 0 {
 		timeout = vm.DefaultStopTimeout
 	}
+	stopping := func() {
+		s.setStatus(func(st *control.Status) {
+			if st.State != control.StateStopped {
+				st.State = control.StateStopping
+			}
+		})
+	}
+	stopping()
+	// A boot in progress gives up; s.inst is known once it has returned
+	// (a VM it started is stopped below).
+	s.stopBoot()
+	select {
+	case <-s.booted:
+	case <-s.done:
+	}
+	stopping()
 	s.mu.Lock()
 	sess := s.sess
 	s.mu.Unlock()
-	s.setStatus(func(st *control.Status) {
-		if st.State != control.StateStopped {
-			st.State = control.StateStopping
-		}
-	})
 	asked := false
 	if sess != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)

@@ -73,6 +73,10 @@ type supervisor struct {
 	readyCh chan struct{} // closed while the agent is ready; replaced when it drops
 	stopped chan struct{} // closed when the VM has exited
 	stopWG  sync.WaitGroup
+	// stopBoot makes a boot in progress give up (a stop came during it);
+	// booted is closed once boot has returned, with s.inst set or not.
+	stopBoot context.CancelFunc
+	booted   chan struct{}
 }
 
 // Run runs the supervisor of cfg's machine in the calling goroutine until
@@ -105,14 +109,18 @@ func Run(ctx context.Context, cfg *vm.Config, opts Options) error {
 	if logw == nil {
 		logw = os.Stderr
 	}
+	bootCtx, stopBoot := context.WithCancel(ctx)
+	defer stopBoot()
 	s := &supervisor{
 		m: m, be: m.Backend, feat: m.Backend.Features(), opts: opts, cfg: cfg, dir: dir, run: run,
-		log:     slog.New(slog.NewTextHandler(logw, nil)).With("machine", cfg.Name),
-		logw:    logw,
-		done:    make(chan struct{}),
-		changed: make(chan struct{}),
-		readyCh: make(chan struct{}),
-		stopped: make(chan struct{}),
+		log:      slog.New(slog.NewTextHandler(logw, nil)).With("machine", cfg.Name),
+		logw:     logw,
+		done:     make(chan struct{}),
+		changed:  make(chan struct{}),
+		readyCh:  make(chan struct{}),
+		stopped:  make(chan struct{}),
+		stopBoot: stopBoot,
+		booted:   make(chan struct{}),
 	}
 	s.st = control.Status{State: control.StateStarting, PID: os.Getpid(), Backend: s.be.Name()}
 
@@ -123,16 +131,21 @@ func Run(ctx context.Context, cfg *vm.Config, opts Options) error {
 	defer ln.Close()
 	go s.serve(ln)
 
-	if err := s.boot(ctx); err != nil {
+	if err := s.boot(bootCtx); err != nil {
+		if bootCtx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("stopped while starting")
+		}
 		s.log.Error("start failed", "err", err)
 		fmt.Fprintf(logw, "error: %v\n", err)
 		s.setStatus(func(st *control.Status) { st.State = control.StateStopped; st.Error = err.Error() })
+		close(s.booted)
 		// Watchers have been told; give a plain status poller a moment
 		// to read the error before the socket goes.
 		time.Sleep(200 * time.Millisecond)
 		close(s.done)
 		return err
 	}
+	close(s.booted)
 	go s.agentLoop()
 	exited := make(chan error, 1)
 	go func() { exited <- s.inst.Wait() }()
@@ -215,7 +228,8 @@ func (s *supervisor) boot(ctx context.Context) error {
 		return err
 	}
 	s.setStatus(func(st *control.Status) { st.Accelerator, st.Kernel = accel, k.KernelRelease })
-	if err := checkDisk(ctx, s.dir.Disk()); err != nil {
+	// A stop during boot does not interrupt e2fsck halfway.
+	if err := checkDisk(context.WithoutCancel(ctx), s.dir.Disk()); err != nil {
 		return err
 	}
 	if !s.cfg.Populated {
