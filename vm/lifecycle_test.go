@@ -172,16 +172,22 @@ func TestNewSupervisorAdoptsVMAfterSupervisorCrash(t *testing.T) {
 	port := h.m.Get(context.Background(), cfg).SSHPort
 
 	h.killSupervisors(cfg)
-	// The VM outlived its supervisor, and the Manager sees it.
-	if mc := h.m.Get(context.Background(), cfg); mc.State != vm.StateRunning || mc.SupervisorPID != 0 {
-		t.Fatalf("Get of an orphan VM: state %s, supervisor pid %d; want running without a supervisor", mc.State, mc.SupervisorPID)
+	// The VM outlived its supervisor: Get attaches a new supervisor to it,
+	// so the machine reports its address and can be driven again.
+	mc := h.m.Get(context.Background(), cfg)
+	if mc.State != vm.StateRunning || mc.SupervisorPID == 0 || mc.IP == "" {
+		t.Fatalf("Get of an orphan VM: state %s, supervisor pid %d, IP %q; want running under a new supervisor", mc.State, mc.SupervisorPID, mc.IP)
 	}
-	// Start attaches a new supervisor to the same VM.
-	h.start(cfg)
 	if h.vm(cfg) != i || h.be.Boots() != 1 || i.Adoptions() != 1 {
+		t.Fatalf("after Get: same VM %v, %d boots, %d adoptions; want the VM adopted", h.vm(cfg) == i, h.be.Boots(), i.Adoptions())
+	}
+	// Start after another supervisor crash adopts it too.
+	h.killSupervisors(cfg)
+	h.start(cfg)
+	if h.vm(cfg) != i || h.be.Boots() != 1 || i.Adoptions() != 2 {
 		t.Fatalf("after Start: same VM %v, %d boots, %d adoptions; want the VM adopted", h.vm(cfg) == i, h.be.Boots(), i.Adoptions())
 	}
-	mc := h.m.Get(context.Background(), cfg)
+	mc = h.m.Get(context.Background(), cfg)
 	if mc.State != vm.StateRunning || mc.SupervisorPID != os.Getpid() || mc.SSHPort != port {
 		t.Errorf("after adoption: state %s, supervisor pid %d, SSH port %d (was %d)", mc.State, mc.SupervisorPID, mc.SSHPort, port)
 	}
@@ -197,7 +203,7 @@ func TestNewSupervisorAdoptsVMAfterSupervisorCrash(t *testing.T) {
 	if err := waitExited(t, i); err != nil {
 		t.Errorf("the orphan VM exited with %v, want a power-off", err)
 	}
-	if i.Adoptions() != 2 {
+	if i.Adoptions() != 3 {
 		t.Errorf("%d adoptions, want Stop to have adopted the VM", i.Adoptions())
 	}
 	if s := h.state(cfg); s != vm.StateStopped {
