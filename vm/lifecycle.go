@@ -212,8 +212,12 @@ func (m *Manager) startFailure(name string, err error) error {
 	return fmt.Errorf("starting %s: %w: %s", name, ErrStartFailed, msg)
 }
 
+// supervisorStartMark starts the line spawn writes to supervisor.log
+// before each supervisor, so that a failure is read from its own run.
+const supervisorStartMark = "--- "
+
 // lastLineWith returns the text after prefix on the last line of the file
-// that starts with it.
+// that starts with it, looking only at the latest supervisor's lines.
 func lastLineWith(path, prefix string) string {
 	f, err := os.Open(path)
 	if err != nil {
@@ -224,7 +228,11 @@ func lastLineWith(path, prefix string) string {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		if t := sc.Text(); strings.HasPrefix(t, prefix) {
+		t := sc.Text()
+		switch {
+		case strings.HasPrefix(t, supervisorStartMark):
+			last = ""
+		case strings.HasPrefix(t, prefix):
 			last = strings.TrimPrefix(t, prefix)
 		}
 	}
@@ -251,7 +259,7 @@ func (m *Manager) spawn(cfg *Config) (<-chan error, error) {
 		return nil, err
 	}
 	defer logf.Close()
-	fmt.Fprintf(logf, "--- %s supervisor starting\n", time.Now().Format(time.RFC3339))
+	fmt.Fprintf(logf, "%s%s supervisor starting\n", supervisorStartMark, time.Now().Format(time.RFC3339))
 	cmd := exec.Command(exe, SuperviseCommand, cfg.Name)
 	cmd.Env = append(os.Environ(), "MACHINETOP_HOME="+m.Data.Root)
 	cmd.Stdout, cmd.Stderr = logf, logf
