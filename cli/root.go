@@ -27,6 +27,7 @@ const ExitFailure = 125
 // status of a command run inside a machine) without printing anything.
 type ExitError struct{ Code int }
 
+// Error returns "exit status N".
 func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code) }
 
 // Main runs the CLI with args (without the program name) and returns the

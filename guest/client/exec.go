@@ -29,6 +29,7 @@ type StartError struct {
 	Status proto.ExitStatus
 }
 
+// Error returns the guest's reason, prefixed "agent exec: ".
 func (e *StartError) Error() string { return "agent exec: " + e.Status.Error }
 
 // Process is a process running in the guest, started by Client.Start.

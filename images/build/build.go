@@ -74,6 +74,7 @@ type ExitError struct {
 	Code int
 }
 
+// Error returns "exit status N".
 func (e *ExitError) Error() string { return "exit status " + strconv.Itoa(e.Code) }
 
 // Options are the parameters of Build.
@@ -134,6 +135,7 @@ type Error struct {
 	Err    error
 }
 
+// Error names the Dockerfile line, step and instruction, then the cause.
 func (e *Error) Error() string {
 	loc := e.File
 	if e.Line > 0 {
@@ -145,6 +147,7 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s: %v", loc, e.Err)
 }
 
+// Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
 
 // stage is the state of one stage while it is built.

@@ -33,6 +33,7 @@ type VerificationError struct {
 	Hint  string // what the user can do
 }
 
+// Error names the check and file that failed and what to do.
 func (e *VerificationError) Error() string {
 	s := fmt.Sprintf("%s verification failed for %s: %v", e.Check, e.File, e.Err)
 	if e.Hint != "" {
@@ -41,6 +42,7 @@ func (e *VerificationError) Error() string {
 	return s
 }
 
+// Unwrap returns the underlying cause.
 func (e *VerificationError) Unwrap() error { return e.Err }
 
 // mirrorHint is the advice for a file a mirror served wrong.
