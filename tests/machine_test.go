@@ -323,12 +323,12 @@ func testSystemdAnswers(t *testing.T, e *env, name string) {
 		if s := strings.TrimSpace(out); s != "running" && s != "degraded" {
 			failed, _, _ := e.run(name, "", "systemctl", "--failed", "--no-pager")
 			t.Fatalf("right after start, %s: exit %d, stdout %q, stderr %q\nfailed units:\n%s",
-				strings.Join(args[3:], " "), code, out, errs, failed)
+				strings.Join(args[2:], " "), code, out, errs, failed)
 		}
 		if errs != "" {
-			t.Fatalf("%s: stderr %q, want none", strings.Join(args[3:], " "), errs)
+			t.Fatalf("%s: stderr %q, want none", strings.Join(args[2:], " "), errs)
 		}
-		t.Logf("start → %s answered %q after %v", strings.Join(args[3:], " "), strings.TrimSpace(out), time.Since(start).Round(time.Millisecond))
+		t.Logf("start → %s answered %q after %v", strings.Join(args[2:], " "), strings.TrimSpace(out), time.Since(start).Round(time.Millisecond))
 	}
 }
 

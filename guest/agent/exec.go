@@ -512,7 +512,7 @@ func (e *execution) waitReady(gate *ready.Gate) (notice string, ok bool) {
 		select {
 		case <-note:
 			if m := gate.Missing(); m != "" {
-				e.out.frame(proto.FrameStdout, []byte("machinetop: waiting for "+m+" …\r\n"))
+				e.out.frame(proto.FrameStdout, []byte("machinetop: waiting for "+m+"...\r\n"))
 			}
 		case err := <-res:
 			var nr *ready.NotReadyError

@@ -157,7 +157,7 @@ func TestTTYToldWhatItWaitsFor(t *testing.T) {
 	if err != nil || st.Code != 0 {
 		t.Fatalf("tty exec: %+v %v", st, err)
 	}
-	if want := "machinetop: waiting for systemd's bus (/run/systemd/private) …\r\nhi\r\n"; term.String() != want {
+	if want := "machinetop: waiting for systemd's bus (/run/systemd/private)...\r\nhi\r\n"; term.String() != want {
 		t.Fatalf("terminal output %q, want %q", term.String(), want)
 	}
 }

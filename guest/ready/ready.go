@@ -20,8 +20,10 @@
 //     are attempting to run an openrc service on a system which openrc did
 //     not boot").
 //   - runit: stage 1 has finished, marked by /run/runit.stopit (Debian's
-//     /etc/runit/1) or /run/runit/stopit (Void's), after which stage 2
-//     starts runsvdir and the services `sv` talks to.
+//     /etc/runit/1) or /run/runit/stopit (Void's), and runsvdir has started
+//     a runsv for every service in the service directory (/etc/service,
+//     /var/service or /service): each service's supervise/ok exists, which
+//     is what sv(8) opens ("unable to open supervise/ok" before).
 //   - busybox init, sysvinit and images without an init: nothing; they have
 //     no service manager to wait for.
 //
@@ -70,8 +72,8 @@ const Bound = 60 * time.Second
 // when the image has its openrc program (Alpine's and Debian's inittab and
 // rc scripts run it). A missing /sbin/init is None.
 func Detect(root string) Init {
-	target, err := resolveIn(root, "/sbin/init")
-	if err != nil {
+	target, ok := resolve(root, "/sbin/init")
+	if !ok {
 		return None
 	}
 	switch filepath.Base(target) {
@@ -90,28 +92,45 @@ func Detect(root string) Init {
 	return None
 }
 
-// resolveIn resolves the symlinks of path as if root were "/", and returns
-// the final path (inside root's namespace). It fails when a link loops or
-// the target does not exist.
-func resolveIn(root, path string) (string, error) {
-	for range 40 { // the kernel's MAXSYMLINKS
-		fi, err := os.Lstat(filepath.Join(root, path))
+// resolve follows the symlinks of the guest path p inside root, as if
+// root were "/" (at most 40, the kernel's MAXSYMLINKS), and returns the
+// resolved path with true when every component exists; otherwise the
+// deepest existing directory on the way, with false. A link whose target
+// does not exist yet (runit's supervise links into an empty /run) thus
+// names the directory where the target will be made.
+func resolve(root, p string) (string, bool) {
+	split := func(p string) []string { return strings.Split(strings.TrimPrefix(filepath.Clean(p), "/"), "/") }
+	parts := split(p)
+	at := "/"
+	for hops := 0; len(parts) > 0; {
+		if parts[0] == "" || parts[0] == "." {
+			parts = parts[1:]
+			continue
+		}
+		next := filepath.Join(at, parts[0])
+		fi, err := os.Lstat(filepath.Join(root, next))
 		if err != nil {
-			return "", err
+			return at, false
 		}
-		if fi.Mode()&os.ModeSymlink == 0 {
-			return path, nil
+		if fi.Mode()&os.ModeSymlink != 0 {
+			link, err := os.Readlink(filepath.Join(root, next))
+			if hops++; err != nil || hops > 40 {
+				return at, false
+			}
+			if !filepath.IsAbs(link) {
+				link = filepath.Join(at, link)
+			}
+			// Start again from / along the link's target and the rest.
+			parts = append(split(link), parts[1:]...)
+			at = "/"
+			continue
 		}
-		link, err := os.Readlink(filepath.Join(root, path))
-		if err != nil {
-			return "", err
+		if !fi.IsDir() && len(parts) > 1 {
+			return at, false
 		}
-		if !filepath.IsAbs(link) {
-			link = filepath.Join(filepath.Dir(path), link)
-		}
-		path = filepath.Clean(link)
+		at, parts = next, parts[1:]
 	}
-	return "", fmt.Errorf("%s: %w", path, syscall.ELOOP)
+	return at, true
 }
 
 // need is one thing commands need from the init: the first of paths to
@@ -120,6 +139,7 @@ type need struct {
 	paths  []string // absolute in the guest; any one will do
 	socket bool
 	what   string // for the message when it never comes
+	quiet  bool   // one of many alike: not logged when met
 }
 
 // needs lists what init must provide before commands run.
@@ -134,7 +154,43 @@ func needs(root string, init Init) []need {
 	case OpenRC:
 		return []need{{paths: []string{"/run/openrc/softlevel"}, what: "OpenRC (/run/openrc/softlevel)"}}
 	case Runit:
-		return []need{{paths: []string{"/run/runit.stopit", "/run/runit/stopit"}, what: "runit's stage 1 (/run/runit.stopit)"}}
+		n := []need{{paths: []string{"/run/runit.stopit", "/run/runit/stopit"}, what: "runit's stage 1 (/run/runit.stopit or /run/runit/stopit)"}}
+		for _, svc := range runitServices(root) {
+			ok := filepath.Join(svc, "supervise/ok")
+			n = append(n, need{paths: []string{ok}, what: "runit's runsv for " + filepath.Base(svc) + " (" + ok + ")", quiet: true})
+		}
+		return n
+	}
+	return nil
+}
+
+// runitServiceDirs are where runsvdir finds the services to supervise:
+// runit's own and Debian's /etc/service, Void's /var/service, daemontools'
+// /service. The first that exists is used.
+var runitServiceDirs = []string{"/etc/service", "/var/service", "/service"}
+
+// runitServices lists the service directories runsvdir will start a runsv
+// for (runsvdir(8): every entry not starting with a dot), as paths in the
+// guest.
+func runitServices(root string) []string {
+	for _, d := range runitServiceDirs {
+		ents, err := os.ReadDir(filepath.Join(root, d))
+		if err != nil {
+			continue
+		}
+		var out []string
+		for _, e := range ents {
+			p := filepath.Join(d, e.Name())
+			if strings.HasPrefix(e.Name(), ".") {
+				continue
+			}
+			if t, ok := resolve(root, p); ok {
+				if fi, err := os.Stat(filepath.Join(root, t)); err == nil && fi.IsDir() {
+					out = append(out, p)
+				}
+			}
+		}
+		return out
 	}
 	return nil
 }
@@ -294,7 +350,7 @@ func (g *Gate) watch(ctx context.Context, root string, ns []need) bool {
 		for i, n := range ns {
 			ok, refused := n.met(root)
 			if ok {
-				if !logged[i] {
+				if !logged[i] && !n.quiet {
 					logged[i] = true
 					log.Printf("%s up %v after the agent started (uptime %v)", n.what,
 						time.Since(g.start).Round(time.Millisecond), uptime().Round(time.Millisecond))
@@ -306,7 +362,7 @@ func (g *Gate) watch(ctx context.Context, root string, ns []need) bool {
 			}
 			retry = retry || refused
 			for _, p := range n.paths {
-				dir := existingParent(root, p)
+				dir := watchDir(root, p)
 				if watched[dir] {
 					continue
 				}
@@ -318,6 +374,9 @@ func (g *Gate) watch(ctx context.Context, root string, ns []need) bool {
 			}
 		}
 		if missing == "" {
+			g.setMissing("")
+			log.Printf("%s ready %v after the agent started (uptime %v)", g.init,
+				time.Since(g.start).Round(time.Millisecond), uptime().Round(time.Millisecond))
 			return true
 		}
 		g.setMissing(missing)
@@ -348,7 +407,11 @@ func (g *Gate) setMissing(what string) {
 // but does not accept connections yet.
 func (n need) met(root string) (ok, refused bool) {
 	for _, p := range n.paths {
-		full := filepath.Join(root, p)
+		dir, ok := resolve(root, filepath.Dir(p))
+		if !ok {
+			continue
+		}
+		full := filepath.Join(root, dir, filepath.Base(p))
 		if !n.socket {
 			if _, err := os.Lstat(full); err == nil {
 				return true, false
@@ -367,20 +430,12 @@ func (n need) met(root string) (ok, refused bool) {
 	return false, refused
 }
 
-// existingParent returns the deepest existing directory above p (p's own
-// directory once it exists), as a host path under root.
-func existingParent(root, p string) string {
-	dir := filepath.Join(root, filepath.Dir(p))
-	for {
-		if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir || !strings.HasPrefix(parent, filepath.Clean(root)) {
-			return dir
-		}
-		dir = parent
-	}
+// watchDir returns the directory (a host path under root) to watch for the
+// guest path p to appear: p's directory, or the deepest existing one on
+// the way to it, symlinks followed inside root (see resolve).
+func watchDir(root, p string) string {
+	dir, _ := resolve(root, filepath.Dir(p))
+	return filepath.Join(root, dir)
 }
 
 // uptime is the time since the kernel booted (CLOCK_BOOTTIME).

@@ -234,7 +234,44 @@ func TestOpenRCAndRunit(t *testing.T) {
 		t.Fatalf("OpenRC with softlevel: %v", err)
 	}
 
-	// Void's stage 1 marks its end with /run/runit/stopit.
+	// runit as Debian lays it out: services link to /etc/sv, whose
+	// supervise directories link into /run, empty at boot.
+	root = t.TempDir()
+	os.Mkdir(filepath.Join(root, "run"), 0o755)
+	mkfile(t, root, "/lib/runit/runit-init", "")
+	mkfile(t, root, "/sbin/init", "/lib/runit/runit-init")
+	for _, svc := range []string{"getty-tty1", "ssh"} {
+		mkfile(t, root, "/etc/sv/"+svc+"/run", "")
+		mkfile(t, root, "/etc/sv/"+svc+"/supervise", "/run/runit/supervise/"+svc)
+		mkfile(t, root, "/etc/service/"+svc, "/etc/sv/"+svc)
+	}
+	mkfile(t, root, "/etc/service/.hidden/run", "")
+	g = Watch(t.Context(), root, Detect(root), time.Minute)
+	if g.Init() != Runit {
+		t.Fatalf("init %q", g.Init())
+	}
+	// Stage 1 ends, stage 2 makes the supervise directory, runsvdir
+	// starts the first runsv.
+	mkfile(t, root, "/run/runit.stopit", "")
+	os.MkdirAll(filepath.Join(root, "run/runit/supervise/getty-tty1"), 0o700)
+	if err := syscall.Mkfifo(filepath.Join(root, "run/runit/supervise/getty-tty1/ok"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitCtx(g, 100*time.Millisecond); err == nil {
+		t.Fatal("runit ready with one service's runsv missing")
+	}
+	if m := g.Missing(); !strings.Contains(m, "ssh") {
+		t.Fatalf("missing %q, want the ssh service", m)
+	}
+	os.MkdirAll(filepath.Join(root, "run/runit/supervise/ssh"), 0o700)
+	if err := syscall.Mkfifo(filepath.Join(root, "run/runit/supervise/ssh/ok"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitCtx(g, 5*time.Second); err != nil {
+		t.Fatalf("runit with every runsv up: %v", err)
+	}
+
+	// Void's stage 1 marks its end with /run/runit/stopit; no services.
 	root = t.TempDir()
 	os.Mkdir(filepath.Join(root, "run"), 0o755)
 	g = Watch(t.Context(), root, Runit, time.Minute)
