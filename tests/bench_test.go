@@ -59,7 +59,8 @@ func TestBenchBoot(t *testing.T) {
 			e.must("machine", "start", n)
 			ready = append(ready, time.Since(start))
 			if n == "deb" {
-				e.mustRun(n, "sh", "-c", "until [ -S /run/systemd/private ]; do sleep 0.05; done; systemctl is-system-running --wait || true")
+				// Degraded (a unit failed) exits 1 and still counts.
+				e.run(n, "", "systemctl", "is-system-running", "--wait")
 				systemd = append(systemd, time.Since(start))
 			}
 			e.must("machine", "stop", n)

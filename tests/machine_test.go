@@ -182,7 +182,17 @@ func (e *env) inspect(name string) machineJSON {
 
 func testLifecycle(t *testing.T, e *env, image, name string, systemd bool) {
 	start := time.Now()
-	if out := e.must("machine", "create", image, "-n", name, "--cpus", "1", "--memory", "1G"); strings.TrimSpace(out) != name {
+	if systemd {
+		// What a user does with a new systemd machine: start it, and at
+		// once ask systemd (the commands wait for its bus in the guest).
+		if out := e.must("machine", "create", image, "-n", name, "--cpus", "1", "--memory", "1G", "--no-boot"); strings.TrimSpace(out) != name {
+			t.Fatalf("create printed %q, want the name %q", out, name)
+		}
+		start = time.Now()
+		e.must("machine", "start", name)
+		t.Logf("first start: %v", time.Since(start).Round(time.Millisecond))
+		testSystemdAnswers(t, e, name)
+	} else if out := e.must("machine", "create", image, "-n", name, "--cpus", "1", "--memory", "1G"); strings.TrimSpace(out) != name {
 		t.Fatalf("create printed %q, want the name %q", out, name)
 	}
 	t.Logf("create + first boot: %v", time.Since(start).Round(time.Millisecond))
@@ -215,14 +225,6 @@ func testLifecycle(t *testing.T, e *env, image, name string, systemd bool) {
 		t.Fatalf("hostname is %q, want %q", out, name)
 	}
 	if systemd {
-		// The agent answers before systemd has opened its bus; wait for
-		// the bus, then let systemctl wait for boot to finish.
-		out, _, _ := e.run(name, "", "sh", "-c",
-			"for i in $(seq 600); do [ -S /run/systemd/private ] && break; sleep 0.1; done; systemctl is-system-running --wait")
-		if s := strings.TrimSpace(out); s != "running" && s != "degraded" {
-			failed, _, _ := e.run(name, "", "systemctl", "--failed", "--no-pager")
-			t.Fatalf("systemctl is-system-running: %q\n%s", s, failed)
-		}
 		if out := e.mustRun(name, "cat", "/proc/1/comm"); strings.TrimSpace(out) != "systemd" {
 			t.Fatalf("PID 1 is %q, want systemd", out)
 		}
@@ -300,6 +302,34 @@ func testLifecycle(t *testing.T, e *env, image, name string, systemd bool) {
 	e.must("machine", "rm", name)
 	if _, err := os.Stat(m.Dir); !os.IsNotExist(err) {
 		t.Fatalf("machine directory still there after rm: %v", err)
+	}
+}
+
+// testSystemdAnswers runs, right after `machine start` returned,
+// `machine run -- systemctl is-system-running --wait` as the user types it
+// (as the mapped user: an ordinary user's systemctl talks to the D-Bus
+// system bus, root's to systemd's private socket), then as root. Each must
+// print "running" or "degraded" (a unit failing under TCG is not this
+// test's concern; the bus answering is).
+func testSystemdAnswers(t *testing.T, e *env, name string) {
+	t.Helper()
+	start := time.Now()
+	for _, root := range []bool{false, true} {
+		args := []string{"machine", "run", "-n", name}
+		if root {
+			args = append(args, "--root")
+		}
+		args = append(args, "--", "systemctl", "is-system-running", "--wait")
+		out, errs, code := e.mt(nil, args...)
+		if s := strings.TrimSpace(out); s != "running" && s != "degraded" {
+			failed, _, _ := e.run(name, "", "systemctl", "--failed", "--no-pager")
+			t.Fatalf("right after start, %s: exit %d, stdout %q, stderr %q\nfailed units:\n%s",
+				strings.Join(args[2:], " "), code, out, errs, failed)
+		}
+		if errs != "" {
+			t.Fatalf("%s: stderr %q, want none", strings.Join(args[2:], " "), errs)
+		}
+		t.Logf("start → %s answered %q after %v", strings.Join(args[2:], " "), strings.TrimSpace(out), time.Since(start).Round(time.Millisecond))
 	}
 }
 

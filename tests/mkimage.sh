@@ -5,8 +5,10 @@
 # an image, from Debian's own packages, offline from any OCI registry:
 #   busybox  Debian's busybox-static and its applet links; no /sbin/init, so
 #            machinetop's agent stays PID 1.
-#   debian   Debian bookworm (debootstrap minbase + systemd-sysv, udev,
-#            iproute2, sudo): the image's systemd boots as PID 1.
+#   debian   Debian bookworm (debootstrap minbase + systemd-sysv, udev, dbus,
+#            iproute2, sudo): the image's systemd boots as PID 1; dbus is
+#            what a non-root user's systemctl (and hostnamectl, loginctl,
+#            … for everyone) talks to, as on an ordinary Debian install.
 # --fixtures adds the files the end-to-end tests check survive the trip:
 #   a setuid-root binary, a binary with a security.capability xattr, and two
 #   hard links to one inode.
@@ -70,7 +72,7 @@ debian)
   [ "$(id -u)" = 0 ] || { echo "mkimage: debian needs root (debootstrap): run with sudo" >&2; exit 1; }
   command -v debootstrap >/dev/null || { echo "mkimage: apt-get install debootstrap" >&2; exit 1; }
   mirror=${MIRROR:-$(debian_mirror)}
-  include=systemd-sysv,udev,iproute2,sudo,e2fsprogs
+  include=systemd-sysv,udev,dbus,iproute2,sudo,e2fsprogs
   [ -z "$ssh" ] || include=$include,openssh-server
   debootstrap --variant=minbase --include="$include" \
     bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 || {

@@ -4,6 +4,7 @@ package agent
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/machinetop/machinetop/guest/proto"
+	"github.com/machinetop/machinetop/guest/ready"
 )
 
 // DefaultPath is the PATH a process gets when the request sets none.
@@ -189,11 +191,27 @@ type execution struct {
 	outs   []*os.File
 	exited atomic.Bool
 	done   chan struct{}
+	// phase is phaseWaiting until the process started or the host went
+	// away first; signals before the start are dropped.
+	phase atomic.Int32
+	// hostGone is closed when the stream ended before the process started.
+	hostGone chan struct{}
 }
 
+// The phases of an execution.
+const (
+	phaseWaiting  int32 = iota // not started yet
+	phaseStarted               // the process runs
+	phaseHostGone              // the stream ended before the start
+)
+
 // exec runs req, streaming frames on conn, and returns after FrameExit.
+// Unless req.Immediate, the process starts once s.Ready is open (see
+// package ready); the host's frames are read meanwhile, so stdin and
+// resizes wait for the process and a host that goes away cancels it.
 func (s *Server) exec(conn net.Conn, br *bufio.Reader, req *proto.ExecRequest) {
-	e := &execution{out: &frameWriter{w: conn}, tty: req.TTY, done: make(chan struct{})}
+	e := &execution{out: &frameWriter{w: conn}, tty: req.TTY, done: make(chan struct{}),
+		hostGone: make(chan struct{})}
 	cmd, err := command(req)
 	if err != nil {
 		e.out.json(proto.FrameExit, startErrorStatus(err))
@@ -205,16 +223,45 @@ func (s *Server) exec(conn net.Conn, br *bufio.Reader, req *proto.ExecRequest) {
 		e.out.json(proto.FrameExit, proto.ExitStatus{Code: 126, Error: err.Error()})
 		return
 	}
-	wait, err := s.start(cmd)
-	for _, f := range childEnds {
-		f.Close()
+	go e.readInput(br)
+	closeChildEnds := func() {
+		for _, f := range childEnds {
+			f.Close()
+		}
 	}
+	var notice string
+	if s.Ready != nil && !req.Immediate {
+		var ok bool
+		if notice, ok = e.waitReady(s.Ready); !ok {
+			closeChildEnds()
+			e.abandon()
+			return
+		}
+	}
+	wait, err := s.start(cmd)
+	closeChildEnds()
 	if err != nil {
-		e.closeAll()
+		e.abandon()
 		e.out.json(proto.FrameExit, startErrorStatus(err))
 		return
 	}
+	if !e.phase.CompareAndSwap(phaseWaiting, phaseStarted) {
+		// The host went away as the process started: hang up as
+		// readInput would have (without a TTY, stdin is closed).
+		e.phase.Store(phaseStarted)
+		if e.tty {
+			e.signal(int(unix.SIGHUP))
+		}
+	}
 	e.out.json(proto.FrameStarted, proto.Started{PID: cmd.Process.Pid})
+	if notice != "" {
+		// The process's own stream: stderr, or the terminal.
+		if e.tty {
+			e.out.frame(proto.FrameStdout, []byte(strings.ReplaceAll(notice, "\n", "\r\n")))
+		} else {
+			e.out.frame(proto.FrameStderr, []byte(notice))
+		}
+	}
 
 	var copiers sync.WaitGroup
 	for i, f := range e.outs {
@@ -228,7 +275,6 @@ func (s *Server) exec(conn net.Conn, br *bufio.Reader, req *proto.ExecRequest) {
 			e.copyOut(f, t)
 		}()
 	}
-	go e.readInput(br)
 
 	status := wait()
 	e.exited.Store(true)
@@ -288,6 +334,12 @@ func (e *execution) setupIO(req *proto.ExecRequest) ([]*os.File, error) {
 	return []*os.File{inR, outW, errW}, nil
 }
 
+// abandon releases an execution whose process never started.
+func (e *execution) abandon() {
+	close(e.done)
+	e.closeAll()
+}
+
 func (e *execution) closeAll() {
 	if e.stdin != nil {
 		e.stdin.Close()
@@ -333,6 +385,10 @@ func (e *execution) readInput(br *bufio.Reader) {
 	for {
 		t, p, err := proto.ReadFrame(br)
 		if err != nil {
+			if e.phase.CompareAndSwap(phaseWaiting, phaseHostGone) {
+				close(e.hostGone)
+				return
+			}
 			if e.tty && !e.exited.Load() {
 				e.signal(int(unix.SIGHUP))
 			}
@@ -387,6 +443,9 @@ func (e *execution) writeStdin(q <-chan []byte) {
 // signal delivers sig to the process, or to its process group (the
 // session it leads) when it has a TTY.
 func (e *execution) signal(sig int) {
+	if e.phase.Load() != phaseStarted {
+		return
+	}
 	pid := e.cmd.Process.Pid
 	if e.tty {
 		pid = -pid
@@ -427,4 +486,42 @@ func exitStatus(ws syscall.WaitStatus) proto.ExitStatus {
 		return proto.ExitStatus{Code: 128 + int(ws.Signal()), Signal: int(ws.Signal())}
 	}
 	return proto.ExitStatus{Code: ws.ExitStatus()}
+}
+
+// waitNote is how long a TTY session waits for the init before the
+// terminal is told what it waits for.
+const waitNote = time.Second
+
+// waitReady waits for gate before the process starts. It returns ok false
+// when the host went away meanwhile, and a notice for the process's
+// output when the init was not ready by the gate's deadline (the process
+// then runs anyway, to show the user what is wrong). A TTY session that
+// waits longer than waitNote is told on its terminal what it waits for.
+func (e *execution) waitReady(gate *ready.Gate) (notice string, ok bool) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	res := make(chan error, 1)
+	go func() { res <- gate.Wait(ctx) }()
+	var note <-chan time.Time
+	if e.tty {
+		t := time.NewTimer(waitNote)
+		defer t.Stop()
+		note = t.C
+	}
+	for {
+		select {
+		case <-note:
+			if m := gate.Missing(); m != "" {
+				e.out.frame(proto.FrameStdout, []byte("machinetop: waiting for "+m+"...\r\n"))
+			}
+		case err := <-res:
+			var nr *ready.NotReadyError
+			if errors.As(err, &nr) {
+				return fmt.Sprintf("machinetop: %v; running the command anyway (the machine's console log, `machinetop machine logs`, may say why)\n", nr), true
+			}
+			return "", true
+		case <-e.hostGone:
+			return "", false
+		}
+	}
 }

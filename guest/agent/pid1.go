@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/machinetop/machinetop/guest/mounts"
 )
 
 // reaper collects the exit status of every child of PID 1: orphans
@@ -66,7 +68,9 @@ func (r *reaper) reap() {
 func RunPID1() {
 	mountIfMissing("devpts", "/dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5")
 	mountIfMissing("tmpfs", "/dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777")
-	mountIfMissing("tmpfs", "/run", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755")
+	if err := mounts.Run(); err != nil {
+		log.Printf("/run: %v", err)
+	}
 	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF); err != nil {
 		log.Printf("disabling ctrl-alt-del: %v", err)
 	}
@@ -95,22 +99,10 @@ func RunPID1() {
 	}
 }
 
-// mountIfMissing mounts fstype at dir unless something is mounted there.
+// mountIfMissing mounts fstype at dir unless something is mounted there,
+// logging a failure.
 func mountIfMissing(src, dir, fstype string, flags uintptr, data string) {
-	if isMountPoint(dir) {
-		return
+	if err := mounts.MountIfMissing(src, dir, fstype, flags, data); err != nil {
+		log.Print(err)
 	}
-	os.MkdirAll(dir, 0o755)
-	if err := unix.Mount(src, dir, fstype, flags, data); err != nil {
-		log.Printf("mount %s on %s: %v", fstype, dir, err)
-	}
-}
-
-// isMountPoint reports whether dir is on another device than its parent.
-func isMountPoint(dir string) bool {
-	var a, b unix.Stat_t
-	if unix.Lstat(dir, &a) != nil || unix.Lstat(dir+"/..", &b) != nil {
-		return false
-	}
-	return a.Dev != b.Dev
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/machinetop/machinetop/guest/hostuser"
 	"github.com/machinetop/machinetop/guest/proto"
+	"github.com/machinetop/machinetop/guest/ready"
 	"github.com/machinetop/machinetop/internal/version"
 )
 
@@ -36,6 +37,11 @@ type Server struct {
 	// Shutdown powers the guest off (reboot false) or reboots it. It is
 	// called after the answer to OpShutdown was sent. Nil means PowerOff.
 	Shutdown func(reboot bool) error
+
+	// Ready, when set, holds each OpExec process until the image's init
+	// accepts requests (package ready); other calls never wait. Nil
+	// means commands run at once.
+	Ready *ready.Gate
 
 	// reaper, when set, collects the exit status of every child because
 	// the agent is PID 1 and also reaps orphans.
@@ -105,6 +111,11 @@ func (s *Server) answer(req *proto.Request) proto.Response {
 		info, err := ping()
 		if err != nil {
 			return proto.Response{Error: err.Error()}
+		}
+		info.InitReady = true
+		if s.Ready != nil {
+			info.Init = string(s.Ready.Init())
+			info.InitReady = s.Ready.Ready()
 		}
 		return proto.Response{Info: info}
 	case proto.OpMetrics:

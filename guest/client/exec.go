@@ -103,9 +103,15 @@ func (c *Client) Start(ctx context.Context, req *proto.ExecRequest, stdin io.Rea
 	if err != nil {
 		return nil, fmt.Errorf("agent exec: opening stream: %w", err)
 	}
+	if stdout == nil {
+		stdout = io.Discard
+	}
+	if stderr == nil {
+		stderr = io.Discard
+	}
 	cancelStart := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	br := bufio.NewReader(conn)
-	pid, err := startCall(conn, br, req)
+	pid, err := startCall(conn, br, req, stdout, stderr)
 	if !cancelStart() {
 		conn.Close()
 		return nil, ctx.Err()
@@ -113,12 +119,6 @@ func (c *Client) Start(ctx context.Context, req *proto.ExecRequest, stdin io.Rea
 	if err != nil {
 		conn.Close()
 		return nil, err
-	}
-	if stdout == nil {
-		stdout = io.Discard
-	}
-	if stderr == nil {
-		stderr = io.Discard
 	}
 	p := &Process{PID: pid, conn: conn, done: make(chan struct{}), ctx: ctx}
 	p.stop = context.AfterFunc(ctx, func() {
@@ -136,8 +136,9 @@ func (c *Client) Start(ctx context.Context, req *proto.ExecRequest, stdin io.Rea
 
 // startCall sends the request and reads the guest's first answer: a Started
 // frame, an Exit frame (the process could not start) or a Response line (a
-// malformed request).
-func startCall(conn net.Conn, br *bufio.Reader, req *proto.ExecRequest) (int, error) {
+// malformed request). Output frames before Started (the guest telling a
+// terminal what the process waits for) go to stdout and stderr.
+func startCall(conn net.Conn, br *bufio.Reader, req *proto.ExecRequest, stdout, stderr io.Writer) (int, error) {
 	if err := proto.WriteLine(conn, proto.Request{Op: proto.OpExec, Exec: req}); err != nil {
 		return 0, fmt.Errorf("agent exec: %w", err)
 	}
@@ -153,6 +154,14 @@ func startCall(conn net.Conn, br *bufio.Reader, req *proto.ExecRequest) (int, er
 		return 0, fmt.Errorf("agent exec: %s", resp.Error)
 	}
 	t, payload, err := proto.ReadFrame(br)
+	for err == nil && (t == proto.FrameStdout || t == proto.FrameStderr) {
+		w := stdout
+		if t == proto.FrameStderr {
+			w = stderr
+		}
+		w.Write(payload)
+		t, payload, err = proto.ReadFrame(br)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("agent exec: %w", err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/machinetop/machinetop/guest/mounts"
 	"github.com/machinetop/machinetop/guest/proto"
 	"github.com/machinetop/machinetop/guest/unpack"
 )
@@ -82,6 +83,12 @@ func Main() {
 	setupHost(gcfg, report)
 	log.Printf("root ready after %v", time.Since(start).Round(time.Millisecond))
 
+	// /run mounted now, as the image's init would mount it, lets the
+	// agent watch there for the init's sockets from the start (package
+	// guest/ready).
+	if err := mounts.Run(); err != nil {
+		log.Printf("/run: %v", err)
+	}
 	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=linux"}
 	if _, err := os.Stat("/sbin/init"); err == nil {
 		// Stat follows /sbin/init -> /lib/systemd/systemd inside the

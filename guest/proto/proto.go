@@ -17,7 +17,10 @@
 // directions until the guest sends FrameExit: first FrameStarted, or, when
 // the process could not start, a lone FrameExit with ExitStatus.Error set
 // and Code 127 (program not found) or 126 (could not run it), as shells
-// report them. For every other operation the guest answers with one line of
+// report them. FrameStarted may take seconds after a boot: the guest holds
+// the process until the image's init accepts requests (see
+// ExecRequest.Immediate), and with TTY it may send FrameStdout before
+// FrameStarted to say so on the terminal. For every other operation the guest answers with one line of
 // JSON, a Response, and closes the stream.
 package proto
 
@@ -98,6 +101,16 @@ type ExecRequest struct {
 	Cols uint16 `json:"cols,omitempty"`
 	// Term is the TERM value for a TTY session (default "xterm-256color").
 	Term string `json:"term,omitempty"`
+	// Immediate starts the process at once. Without it, while the
+	// image's init is still starting (Info.InitReady false) the guest
+	// holds the process until the init accepts requests (systemd's bus,
+	// see package guest/ready), at most until a bound after boot; a
+	// process started after the bound passed with the init still not
+	// ready gets a line on its stderr (its terminal with TTY) saying so.
+	// Stdin and resizes sent meanwhile reach the process once it runs;
+	// signals sent before FrameStarted are dropped, and closing the
+	// stream cancels the start.
+	Immediate bool `json:"immediate,omitempty"`
 }
 
 // Response answers every operation but OpExec (and an OpExec request that is
@@ -130,6 +143,14 @@ type Info struct {
 	// Setup is what /init reported about this boot's setup (user,
 	// mounts, SSH key); nil when it wrote no report.
 	Setup *SetupReport `json:"setup,omitempty"`
+	// Init is the image's init system whose readiness commands wait for:
+	// "systemd", "openrc", "runit", or "" when there is nothing to wait
+	// for (no init, busybox init, sysvinit).
+	Init string `json:"init,omitempty"`
+	// InitReady is true once Init accepts requests (for systemd: its bus
+	// is up), so that OpExec processes start at once; always true when
+	// Init is "".
+	InitReady bool `json:"initReady"`
 }
 
 // Metrics is a sample of the guest's resource use. Memory and disk figures

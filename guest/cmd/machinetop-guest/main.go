@@ -7,7 +7,8 @@
 // Usage:
 //
 //	/init                      as the kernel's first process (argv[0] "/init")
-//	machinetop-guest agent     serve the host on the agent channels
+//	machinetop-guest agent     serve the host on the agent channels, holding
+//	                           commands until the image's init is ready
 //	machinetop-guest pid1      be PID 1 (no init in the image) and serve the host
 //	machinetop-guest --version print the build's version, as the agent reports it
 //	                           (--version --json: as JSON, for `machinetop version`)
@@ -26,6 +27,7 @@ import (
 
 	"github.com/machinetop/machinetop/guest/agent"
 	"github.com/machinetop/machinetop/guest/initrd"
+	"github.com/machinetop/machinetop/guest/ready"
 	"github.com/machinetop/machinetop/internal/version"
 )
 
@@ -46,7 +48,10 @@ func main() {
 		log.SetPrefix("machinetop-agent: ")
 		ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
 		defer stop()
-		agent.Run(ctx, nil)
+		// /init starts the agent just before it execs the image's init,
+		// so the bound counts from boot.
+		gate := ready.Watch(ctx, "/", ready.Detect("/"), ready.Bound)
+		agent.Run(ctx, &agent.Server{Ready: gate})
 	case cmd == "pid1":
 		log.SetFlags(0)
 		log.SetPrefix("machinetop-agent: ")

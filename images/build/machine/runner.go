@@ -350,7 +350,9 @@ func (b *builder) exec(ctx context.Context, stdin io.Reader, output io.Writer, a
 			stdout = a
 		}
 	}
-	st, err := b.agent.Exec(ctx, &proto.ExecRequest{Argv: argv, Dir: "/", UID: 0, GID: 0}, stdin, stdout, output, nil)
+	// RUN steps need no running services: they do not wait for the
+	// image's init (a systemd image would add its bus wait to every step).
+	st, err := b.agent.Exec(ctx, &proto.ExecRequest{Argv: argv, Dir: "/", UID: 0, GID: 0, Immediate: true}, stdin, stdout, output, nil)
 	if err != nil {
 		return 0, err
 	}
