@@ -50,14 +50,18 @@ build:
 image: deps build
 	@if ! $(BIN)/machinetop image ls --format '{{.Repository}}:{{.Tag}}' | grep -qx '$(IMAGE)'; then \
 	  tmp=$$(mktemp -d); \
+	  echo "image: making $(IMAGE) from Debian's packages with debootstrap (about a minute)"; \
 	  $(SUDO) tests/mkimage.sh debian $$tmp/rootfs.tar --ssh && \
+	  echo "image: importing it as $(IMAGE)" && \
 	  $(BIN)/machinetop image import $$tmp/rootfs.tar $(IMAGE); \
 	  s=$$?; $(SUDO) rm -rf $$tmp; exit $$s; \
 	fi
 
 machine: image
 	@$(BIN)/machinetop machine ls --format '{{.Name}}' | grep -qx '$(MACHINE)' || \
-	  $(BIN)/machinetop machine create $(IMAGE) -n $(MACHINE) --set-default
+	  { echo "machine: creating $(MACHINE) (its first boot unpacks the image)"; \
+	    $(BIN)/machinetop machine create $(IMAGE) -n $(MACHINE) --set-default; }
+	@echo "machine: starting $(MACHINE)"
 	$(BIN)/machinetop machine start $(MACHINE)
 
 up: machine

@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/machinetop/machinetop/images"
 	"github.com/machinetop/machinetop/images/progress"
@@ -128,12 +130,35 @@ func (a *App) Pull(ctx context.Context, ref string, opts images.PullOptions, wat
 // when the store lacks it and the reference names a registry image, as
 // `docker run` does; the pull's events go to watch (may be nil).
 func (a *App) Create(ctx context.Context, opts vm.CreateOptions, watch func(progress.Event)) (*vm.Config, error) {
-	if _, _, err := a.Images.Resolve(opts.Image); errors.Is(err, images.ErrNotFound) && images.LooksPullable(opts.Image) {
-		img, perr := a.Pull(ctx, opts.Image, images.PullOptions{}, watch)
+	img, _, err := a.Images.Resolve(opts.Image)
+	if errors.Is(err, images.ErrNotFound) && images.LooksPullable(opts.Image) {
+		var perr error
+		img, perr = a.Pull(ctx, opts.Image, images.PullOptions{}, watch)
 		if perr != nil {
 			return nil, fmt.Errorf("%w; pulling it failed: %v", err, perr)
 		}
-		opts.Image = img.Ref()
+		opts.Image, err = img.Ref(), nil
+	}
+	if err == nil && watch != nil {
+		// The first machine of an image flattens its layers; say so when
+		// that takes more than a moment.
+		done := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-time.After(time.Second):
+				watch(progress.Event{Kind: progress.KindLog, Time: time.Now(), Line: "flattening " + img.Ref() + " into a root filesystem (once per image)"})
+			case <-done:
+			}
+		}()
+		_, err := a.Images.RootfsTar(ctx, img.Digest.String())
+		close(done)
+		wg.Wait()
+		if err != nil {
+			return nil, err
+		}
 	}
 	return a.Machines.Create(ctx, opts)
 }

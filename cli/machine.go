@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -100,7 +101,7 @@ func newCreateCmd() *cobra.Command {
 				return err
 			}
 			if !noBoot {
-				if err := a.Machines.Start(cmd.Context(), cfg); err != nil {
+				if err := startShowing(cmd.Context(), cmd, a.Machines, cfg); err != nil {
 					return fmt.Errorf("created %s but it did not boot: %w", cfg.Name, err)
 				}
 			}
@@ -238,12 +239,18 @@ func simpleCmd(use, short string, act func(cmd *cobra.Command, m *vm.Manager, cf
 }
 
 func newStartCmd() *cobra.Command {
-	return simpleCmd("start", "Boot a machine and wait for its agent", func(cmd *cobra.Command, m *vm.Manager, cfg *vm.Config) error {
+	var timeout time.Duration
+	c := simpleCmd("start", "Boot a machine and wait for its agent (stages shown after a second)", func(cmd *cobra.Command, m *vm.Manager, cfg *vm.Config) error {
 		if err := prepareBoot(cmd); err != nil {
 			return err
 		}
-		return m.Start(cmd.Context(), cfg)
+		ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+		defer cancel()
+		return startShowing(ctx, cmd, m, cfg)
 	})
+	c.Flags().DurationVar(&timeout, "timeout", vm.DefaultStartTimeout, "give up when the machine is not ready after this `DURATION` (a first boot unpacks the image)")
+	c.RegisterFlagCompletionFunc("timeout", completeNothing)
+	return c
 }
 
 func newStopCmd() *cobra.Command {
@@ -262,7 +269,10 @@ func newRestartCmd() *cobra.Command {
 		if err := prepareBoot(cmd); err != nil {
 			return err
 		}
-		return m.Restart(cmd.Context(), cfg, timeout)
+		if err := m.Stop(cmd.Context(), cfg, timeout); err != nil {
+			return err
+		}
+		return startShowing(cmd.Context(), cmd, m, cfg)
 	})
 	c.Flags().DurationVarP(&timeout, "timeout", "t", vm.DefaultStopTimeout, "how long (a `DURATION`) to wait for the guest to power off before killing it")
 	c.RegisterFlagCompletionFunc("timeout", completeNothing)

@@ -130,7 +130,7 @@ func runInMachine(cmd *cobra.Command, args []string, o *runOptions) error {
 	if err := prepareBoot(cmd); err != nil {
 		return err
 	}
-	if err := m.Start(ctx, cfg); err != nil {
+	if err := startShowing(ctx, cmd, m, cfg); err != nil {
 		return err
 	}
 	mc := m.Get(ctx, cfg)

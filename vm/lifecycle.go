@@ -86,6 +86,14 @@ func (m *Manager) status(ctx context.Context, cfg *Config) (*control.Status, err
 // gives an error wrapping ErrStartFailed that names the cause; a start
 // already in progress elsewhere is waited for and reported the same way.
 func (m *Manager) Start(ctx context.Context, cfg *Config) error {
+	return m.StartProgress(ctx, cfg, nil)
+}
+
+// StartProgress is Start that calls onStage (when not nil) with each
+// boot stage the supervisor reports ("preparing the guest kernel",
+// "unpacking the image: 45% (76 of 169 MB)", …), in order, from the
+// calling goroutine.
+func (m *Manager) StartProgress(ctx context.Context, cfg *Config, onStage func(stage string)) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultStartTimeout)
@@ -96,6 +104,7 @@ func (m *Manager) Start(ctx context.Context, cfg *Config) error {
 		return err
 	}
 	var exited <-chan error
+	lastStage := ""
 	if m.supervisorAlive(cfg.Name) {
 		// A supervisor whose machine is stopped (its boot failed, or its
 		// VM just exited) is on its way out: let it go, then boot anew.
@@ -115,6 +124,10 @@ func (m *Manager) Start(ctx context.Context, cfg *Config) error {
 		// its watch stream then says when the agent is ready.
 		var result error
 		werr := control.Watch(ctx, run.Control(), func(st *control.Status) bool {
+			if onStage != nil && st.Stage != "" && st.Stage != lastStage {
+				lastStage = st.Stage
+				onStage(st.Stage)
+			}
 			switch {
 			case st.AgentReady && st.State == StateRunning:
 				return false

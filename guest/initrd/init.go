@@ -237,7 +237,10 @@ func populate() {
 	}
 	// The disk is the tar stream padded to whole sectors; tar's end
 	// blocks stop the reader before the padding.
-	st, err := unpack.Unpack(bufio.NewReaderSize(f, 1<<20), newRoot, func(msg string) { log.Print(msg) })
+	total, _ := f.Seek(0, io.SeekEnd)
+	f.Seek(0, io.SeekStart)
+	pr := &progressReader{r: f, total: total, every: 2 * time.Second, last: time.Now()}
+	st, err := unpack.Unpack(bufio.NewReaderSize(pr, 1<<20), newRoot, func(msg string) { log.Print(msg) })
 	f.Close()
 	if err != nil {
 		fatal("%v", err)
@@ -247,6 +250,25 @@ func populate() {
 	must(os.WriteFile(marker, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644))
 	unix.Sync()
 	log.Printf("unpacked %d entries, %d MB in %v", st.Entries, st.Bytes>>20, time.Since(start).Round(time.Millisecond))
+}
+
+// progressReader logs how much of the image has been read, at most once
+// per every: the host shows these console lines while `start` waits.
+type progressReader struct {
+	r           io.Reader
+	done, total int64
+	every       time.Duration
+	last        time.Time
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.done += int64(n)
+	if now := time.Now(); now.Sub(p.last) >= p.every && p.total > 0 {
+		p.last = now
+		log.Printf("unpacking the image: %d%% (%d of %d MB)", p.done*100/p.total, p.done>>20, p.total>>20)
+	}
+	return n, err
 }
 
 // setHostname sets the kernel hostname and the root disk's /etc/hostname.

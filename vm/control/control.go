@@ -77,6 +77,10 @@ type Status struct {
 	Backend string `json:"backend,omitempty"`
 	// AgentReady is true while the guest agent answers.
 	AgentReady bool `json:"agentReady"`
+	// Stage says what a starting machine is doing, for people: "fetching
+	// the kernel: 12.0 of 26.7 MB", "unpacking the image: 45%", …; ""
+	// once the agent answers.
+	Stage string `json:"stage,omitempty"`
 	// Error says why a start failed (State is then StateStopped).
 	Error string `json:"error,omitempty"`
 	// PID is the supervisor's process; VMPID the VM's (0 when the VM runs

@@ -38,7 +38,7 @@ func (s *supervisor) agentLoop() {
 		s.sess = sess
 		close(s.readyCh)
 		s.mu.Unlock()
-		s.setStatus(func(st *control.Status) { st.AgentReady, st.IP, st.Guest = true, ip, g })
+		s.setStatus(func(st *control.Status) { st.AgentReady, st.IP, st.Guest, st.Stage = true, ip, g, "" })
 
 		clockDone := make(chan struct{})
 		go s.syncClock(cl, clockDone)

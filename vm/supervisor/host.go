@@ -30,10 +30,11 @@ type bootInfo struct {
 
 // kit returns the guest kit for this boot from Options.Kit or KitFor.
 func (s *supervisor) kit(ctx context.Context) (*kit.Kit, error) {
+	log := &stageWriter{s: s, w: s.logw}
 	if s.opts.Kit != nil {
-		return s.opts.Kit(ctx, s.cfg, s.logw)
+		return s.opts.Kit(ctx, s.cfg, log)
 	}
-	return KitFor(ctx, s.m, s.cfg, s.logw)
+	return KitFor(ctx, s.m, s.cfg, log)
 }
 
 // KitFor returns the guest kit (kernel and initramfs) for a boot of cfg,

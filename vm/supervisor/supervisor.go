@@ -219,15 +219,18 @@ func (s *supervisor) boot(ctx context.Context) error {
 			s.log.Warn("cannot adopt vm", "err", err)
 		}
 	}
+	s.stage("preparing the guest kernel")
 	k, err := s.kit(ctx)
 	if err != nil {
 		return err
 	}
+	s.stage("checking the accelerator")
 	accel, err := s.be.Accelerator(ctx, k.Kernel)
 	if err != nil {
 		return err
 	}
 	s.setStatus(func(st *control.Status) { st.Accelerator, st.Kernel = accel, k.KernelRelease })
+	s.stage("checking the root disk")
 	// A stop during boot does not interrupt e2fsck halfway.
 	if err := checkDisk(context.WithoutCancel(ctx), s.dir.Disk()); err != nil {
 		return err
@@ -243,6 +246,8 @@ func (s *supervisor) boot(ctx context.Context) error {
 	}
 	s.configDisk, s.bootInfo = &disk, bi
 	s.saveBootInfo(bi)
+	s.stage("starting the VM")
+	consoleFrom := s.consoleSize()
 	inst, err := s.be.Start(ctx, s.spec(k))
 	if err != nil {
 		return err
@@ -252,6 +257,8 @@ func (s *supervisor) boot(ctx context.Context) error {
 	atomicfile.WriteFile(s.run.Started(), []byte(now.Format(time.RFC3339Nano)), 0o600)
 	s.log.Info("vm started", "pid", inst.PID(), "accel", accel, "kernel", k.KernelRelease)
 	s.running(now, bi)
+	s.stage("booting")
+	go s.tailConsole(consoleFrom)
 	return nil
 }
 
