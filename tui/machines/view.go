@@ -77,8 +77,14 @@ func Cells(th *theme.Theme, r source.Row, busy string, spin int, now time.Time) 
 	}
 	state := r.State
 	st := th.State(state)
+	if r.Stage != "" && r.State == "starting" {
+		state += ": " + r.Stage
+	}
 	if busy != "" {
 		state = spinner[spin%len(spinner)] + " " + busy
+		if r.Stage != "" {
+			state += ": " + r.Stage
+		}
 		st = th.Busy
 	}
 	return []table.Cell{
