@@ -192,8 +192,17 @@ func testLifecycle(t *testing.T, e *env, image, name string, systemd bool) {
 		e.must("machine", "start", name)
 		t.Logf("first start: %v", time.Since(start).Round(time.Millisecond))
 		testSystemdAnswers(t, e, name)
-	} else if out := e.must("machine", "create", image, "-n", name, "--cpus", "1", "--memory", "1G"); strings.TrimSpace(out) != name {
-		t.Fatalf("create printed %q, want the name %q", out, name)
+	} else {
+		out, errOut, code := e.mt(nil, "machine", "create", image, "-n", name, "--cpus", "1", "--memory", "1G")
+		if code != 0 || strings.TrimSpace(out) != name {
+			t.Fatalf("create: exit %d, printed %q (want the name %q); stderr:\n%s", code, out, name, errOut)
+		}
+		// A first boot takes seconds: create says what it waits for,
+		// down to the image being unpacked, in plain lines (no
+		// terminal here).
+		if !strings.Contains(errOut, "starting "+name+": ") || !strings.Contains(errOut, "unpack") || strings.Contains(errOut, "\x1b") {
+			t.Errorf("create's first boot showed no plain progress lines of its stages:\n%s", errOut)
+		}
 	}
 	t.Logf("create + first boot: %v", time.Since(start).Round(time.Millisecond))
 	m := e.inspect(name)
