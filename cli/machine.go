@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/machinetop/machinetop/config"
 	"github.com/machinetop/machinetop/images/progress"
 	"github.com/machinetop/machinetop/vm"
 )
@@ -58,7 +59,11 @@ func newCreateCmd() *cobra.Command {
 		ValidArgsFunction: completeImage,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Image = args[0]
-			var err error
+			cf, err := config.Load()
+			if err != nil {
+				return err
+			}
+			applyCreateDefaults(cmd.Flags(), cf.Create, &o, &memory, &disk)
 			if memory != "" {
 				if o.MemoryBytes, err = vm.ParseMemory(memory); err != nil {
 					return fmt.Errorf("--memory: %w", err)
@@ -69,7 +74,7 @@ func newCreateCmd() *cobra.Command {
 					return fmt.Errorf("--disk: %w", err)
 				}
 			}
-			if cmd.Flags().Changed("cpus") {
+			if o.CPUs != 0 {
 				// 0 means "the default" to vm.Create; given, it is checked.
 				if err := vm.ValidateCPUs(o.CPUs); err != nil {
 					return err

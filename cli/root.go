@@ -87,6 +87,7 @@ func NewRootCmd() *cobra.Command {
 	root.AddCommand(newImageCmd())
 	root.AddCommand(newBuildCmd())
 	root.AddCommand(newMachineCmd())
+	root.AddCommand(newConfigCmd())
 	root.AddCommand(newVersionCmd())
 	root.AddCommand(newSuperviseCmd())
 	root.SetHelpCommand(newHelpCmd())
