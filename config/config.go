@@ -24,7 +24,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -32,27 +31,12 @@ import (
 	toml "github.com/pelletier/go-toml/v2"
 
 	"github.com/machinetop/machinetop/vm"
+	"github.com/machinetop/machinetop/vm/layout"
 )
 
-// Path returns the configuration file's path: $MACHINETOP_CONFIG if set,
-// else $XDG_CONFIG_HOME/machinetop/config.toml, else
-// ~/.config/machinetop/config.toml (the XDG Base Directory
-// specification's default, used on macOS too rather than
-// ~/Library/Application Support, so the file is where it is on Linux). It
-// returns an error only when no home directory can be determined.
-func Path() (string, error) {
-	if p := os.Getenv("MACHINETOP_CONFIG"); p != "" {
-		return filepath.Abs(p)
-	}
-	if d := os.Getenv("XDG_CONFIG_HOME"); d != "" && filepath.IsAbs(d) {
-		return filepath.Join(d, "machinetop", "config.toml"), nil
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("cannot find a home directory for machinetop's config file (set MACHINETOP_CONFIG): %w", err)
-	}
-	return filepath.Join(home, ".config", "machinetop", "config.toml"), nil
-}
+// Path returns the configuration file's path (layout.ConfigFile:
+// $MACHINETOP_CONFIG, else the XDG config directory, on macOS too).
+func Path() (string, error) { return layout.ConfigFile() }
 
 // File is the parsed configuration. A zero or nil field was not set.
 type File struct {
