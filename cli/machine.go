@@ -66,7 +66,11 @@ func newCreateCmd() *cobra.Command {
 			applyCreateDefaults(cmd.Flags(), cf.Create, &o, &memory, &disk)
 			if memory != "" {
 				if o.MemoryBytes, err = vm.ParseMemory(memory); err != nil {
-					return fmt.Errorf("--memory: %w", err)
+					from := "--memory"
+					if !cmd.Flags().Changed("memory") {
+						from = cf.Path + ": create.memory"
+					}
+					return fmt.Errorf("%s: %w", from, err)
 				}
 			}
 			if disk != "" {
@@ -74,8 +78,9 @@ func newCreateCmd() *cobra.Command {
 					return fmt.Errorf("--disk: %w", err)
 				}
 			}
-			if o.CPUs != 0 {
-				// 0 means "the default" to vm.Create; given, it is checked.
+			if cmd.Flags().Changed("cpus") || o.CPUs != 0 {
+				// 0 means "the default" to vm.Create; given (by the flag
+				// or the config file), it is checked against this host.
 				if err := vm.ValidateCPUs(o.CPUs); err != nil {
 					return err
 				}
