@@ -8,6 +8,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/machinetop/machinetop/config"
+	"github.com/machinetop/machinetop/theme"
 	"github.com/machinetop/machinetop/tui"
 	"github.com/machinetop/machinetop/tui/source"
 )
@@ -15,6 +17,10 @@ import (
 // runDashboard opens the live dashboard. When stdin or stdout is not a
 // terminal it prints the machine table instead, so scripts keep working.
 func runDashboard(cmd *cobra.Command) error {
+	cf, err := config.Load()
+	if err != nil {
+		return err
+	}
 	a, err := openApp()
 	if err != nil {
 		return err
@@ -44,7 +50,12 @@ func runDashboard(cmd *cobra.Command) error {
 		defer f.Close()
 		defer pprof.StopCPUProfile()
 	}
-	model := tui.New(tui.Options{Src: &source.Live{App: a, Exe: exe}})
+	o := tui.Options{Src: &source.Live{App: a, Exe: exe}}
+	o.Theme, o.ThemeFixed = theme.Choose(string(cf.Dashboard.Theme))
+	if cf.Dashboard.Refresh != nil {
+		o.Refresh = cf.Dashboard.Refresh.Duration
+	}
+	model := tui.New(o)
 	defer model.Close()
 	// The renderer's frame rate is its idle wake-up rate too (see tui.FPS).
 	_, err = tea.NewProgram(model, tea.WithFPS(tui.FPS)).Run()

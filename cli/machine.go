@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/machinetop/machinetop/config"
 	"github.com/machinetop/machinetop/images/progress"
 	"github.com/machinetop/machinetop/vm"
 )
@@ -59,10 +60,18 @@ func newCreateCmd() *cobra.Command {
 		ValidArgsFunction: completeImage,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Image = args[0]
-			var err error
+			cf, err := config.Load()
+			if err != nil {
+				return err
+			}
+			applyCreateDefaults(cmd.Flags(), cf.Create, &o, &memory, &disk)
 			if memory != "" {
 				if o.MemoryBytes, err = vm.ParseMemory(memory); err != nil {
-					return fmt.Errorf("--memory: %w", err)
+					from := "--memory"
+					if !cmd.Flags().Changed("memory") {
+						from = cf.Path + ": create.memory"
+					}
+					return fmt.Errorf("%s: %w", from, err)
 				}
 			}
 			if disk != "" {
@@ -70,8 +79,9 @@ func newCreateCmd() *cobra.Command {
 					return fmt.Errorf("--disk: %w", err)
 				}
 			}
-			if cmd.Flags().Changed("cpus") {
-				// 0 means "the default" to vm.Create; given, it is checked.
+			if cmd.Flags().Changed("cpus") || o.CPUs != 0 {
+				// 0 means "the default" to vm.Create; given (by the flag
+				// or the config file), it is checked against this host.
 				if err := vm.ValidateCPUs(o.CPUs); err != nil {
 					return err
 				}

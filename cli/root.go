@@ -63,7 +63,7 @@ func printError(w io.Writer, err error) {
 }
 
 // NewRootCmd builds the command tree: `machinetop` alone opens the
-// dashboard; `machine` (alias `m`), `image`, `build`, `version`,
+// dashboard; `machine` (alias `m`), `image`, `build`, `config`, `system`, `version`,
 // `completion` and the hidden supervisor command hang below it.
 func NewRootCmd() *cobra.Command {
 	root := &cobra.Command{
@@ -87,6 +87,8 @@ func NewRootCmd() *cobra.Command {
 	root.AddCommand(newImageCmd())
 	root.AddCommand(newBuildCmd())
 	root.AddCommand(newMachineCmd())
+	root.AddCommand(newConfigCmd())
+	root.AddCommand(newSystemCmd())
 	root.AddCommand(newVersionCmd())
 	root.AddCommand(newSuperviseCmd())
 	root.SetHelpCommand(newHelpCmd())

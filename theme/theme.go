@@ -125,13 +125,20 @@ func (t *Theme) State(state string) lipgloss.Style {
 // dashboard switches to light when the terminal reports a light background
 // and MACHINETOP_THEME is unset), and a non-empty NO_COLOR disables colour.
 // It returns the theme and whether the palette was chosen explicitly.
-func FromEnv() (*Theme, bool) {
+func FromEnv() (*Theme, bool) { return Choose("") }
+
+// Choose is FromEnv with a fallback: when MACHINETOP_THEME is unset (or
+// neither light nor dark), name (the config file's dashboard.theme:
+// light, dark, or auto or "" to follow the terminal) picks the palette.
+func Choose(name string) (*Theme, bool) {
 	noColor := os.Getenv("NO_COLOR") != ""
-	switch strings.ToLower(os.Getenv("MACHINETOP_THEME")) {
-	case "light":
-		return New(Light, noColor), true
-	case "dark":
-		return New(Dark, noColor), true
+	for _, n := range []string{os.Getenv("MACHINETOP_THEME"), name} {
+		switch strings.ToLower(n) {
+		case "light":
+			return New(Light, noColor), true
+		case "dark":
+			return New(Dark, noColor), true
+		}
 	}
 	return New(Dark, noColor), false
 }

@@ -365,3 +365,58 @@ func hashFile(p string) (string, error) {
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
+
+// CachedKit is one built kit in a cache directory.
+type CachedKit struct {
+	// Dir is the kit's directory; Source describes what it was built
+	// from (a kernel package or file); ModTime is when it was built.
+	Dir     string
+	Source  string
+	ModTime time.Time
+}
+
+// ListCache returns the kits built in cacheDir (see Ensure), in no
+// particular order. Build directories and downloads are not kits.
+func ListCache(cacheDir string) ([]CachedKit, error) {
+	ents, err := os.ReadDir(cacheDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []CachedKit
+	for _, e := range ents {
+		dir := filepath.Join(cacheDir, e.Name())
+		b, err := os.ReadFile(filepath.Join(dir, metaFile))
+		if err != nil || !e.IsDir() {
+			continue
+		}
+		var m kitMeta
+		if json.Unmarshal(b, &m) != nil {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		out = append(out, CachedKit{Dir: dir, Source: m.Source, ModTime: fi.ModTime()})
+	}
+	return out, nil
+}
+
+// LockCache takes cacheDir's lock (the one Ensure holds while it works)
+// if it is free, and returns its release; ok is false when a build is
+// under way.
+func LockCache(cacheDir string) (unlock func(), ok bool) {
+	l := flock.New(filepath.Join(cacheDir, "lock"))
+	if got, err := l.TryLock(); err != nil || !got {
+		return nil, false
+	}
+	return func() { l.Unlock() }, true
+}
+
+// LeftoverGlobs are the patterns (relative to a cache directory) of what
+// an interrupted Ensure leaves: build directories, and partial downloads
+// of packages (resumed by the next download of the same package).
+var LeftoverGlobs = []string{".build-*", "debs/*.partial-*"}

@@ -31,6 +31,27 @@ func DataDir() (Data, error) {
 	return Data{Root: filepath.Join(home, ".local", "share", "machinetop")}, nil
 }
 
+// ConfigFile returns the user's configuration file (TOML, package
+// config): $MACHINETOP_CONFIG if set, else
+// $XDG_CONFIG_HOME/machinetop/config.toml, else
+// ~/.config/machinetop/config.toml (the XDG default, used on macOS too
+// rather than ~/Library/Application Support, so the file is where it is
+// on Linux). It does not check that the file exists; it returns an error
+// only when no home directory can be determined.
+func ConfigFile() (string, error) {
+	if p := os.Getenv("MACHINETOP_CONFIG"); p != "" {
+		return filepath.Abs(p)
+	}
+	if d := os.Getenv("XDG_CONFIG_HOME"); d != "" && filepath.IsAbs(d) {
+		return filepath.Join(d, "machinetop", "config.toml"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("cannot find a home directory for machinetop's config file (set MACHINETOP_CONFIG): %w", err)
+	}
+	return filepath.Join(home, ".config", "machinetop", "config.toml"), nil
+}
+
 // Data is a data directory. Root is its absolute path.
 type Data struct{ Root string }
 
