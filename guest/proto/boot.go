@@ -12,6 +12,16 @@ package proto
 //	                       (dependencies first, computed from each module's
 //	                       .modinfo "depends=")
 //	/modules/version       the kernel release the modules belong to (uname -r)
+//	/tools/bin/mke2fs      e2fsprogs' programs for the guest architecture,
+//	/tools/bin/e2fsck      dynamically linked, from the Debian archive
+//	/tools/lib/*           the shared libraries they need, by soname
+//	                       (run them with LD_LIBRARY_PATH=/tools/lib)
+//	<interpreter>          the dynamic loader, at the path the programs'
+//	                       PT_INTERP names (/lib64/ld-linux-x86-64.so.2,
+//	                       /lib/ld-linux-aarch64.so.1)
+//	/etc/mke2fs.conf       e2fsprogs' mke2fs.conf(5)
+//	/etc/e2fsck.conf       e2fsck.conf(5) with broken_system_clock set: the
+//	                       guest clock is not trusted before the agent sets it
 //
 // Disks are virtio-blk devices told apart by their serial
 // (/sys/block/vdX/serial).
@@ -19,6 +29,12 @@ const (
 	ModulesDir   = "/modules"
 	ModulesOrder = "/modules/order"
 	ModulesVer   = "/modules/version"
+
+	ToolsLib     = "/tools/lib"
+	Mke2fs       = "/tools/bin/mke2fs"
+	E2fsck       = "/tools/bin/e2fsck"
+	Mke2fsConfig = "/etc/mke2fs.conf"
+	E2fsckConfig = "/etc/e2fsck.conf"
 
 	// RootSerial marks the machine's persistent root disk: a raw file
 	// formatted as ext4 by the host at create time.

@@ -26,6 +26,29 @@ var initramfsDirs = []struct {
 	{strings.TrimPrefix(proto.ModulesDir, "/"), 0o755},
 }
 
+// toolDirs returns the directories the tool entries need that
+// initramfsDirs lacks, parents first.
+func toolDirs(tools []toolEntry) []string {
+	have := map[string]bool{}
+	for _, d := range initramfsDirs {
+		have[d.name] = true
+	}
+	var out []string
+	for _, e := range tools {
+		var chain []string
+		for d := path.Dir(e.name); d != "." && d != "/"; d = path.Dir(d) {
+			chain = append(chain, d)
+		}
+		for i := len(chain) - 1; i >= 0; i-- {
+			if !have[chain[i]] {
+				have[chain[i]] = true
+				out = append(out, chain[i])
+			}
+		}
+	}
+	return out
+}
+
 // consoleMajor and consoleMinor are /dev/console's device numbers
 // (Documentation/admin-guide/devices.txt). The kernel opens /dev/console for
 // /init's stdin, stdout and stderr before /init could mount devtmpfs, so the
@@ -38,14 +61,20 @@ const (
 // writeInitramfs writes an uncompressed newc cpio archive (the kernel's
 // early-userspace buffer format) holding the boot contract's layout: /init
 // (mode 0755), /modules/<file>.ko, /modules/order, /modules/version, the
-// directories /dev /proc /sys /newroot /etc /tmp and the /dev/console node.
-// All entries are owned by root with modification time 0, so the same
-// inputs give the same bytes.
-func writeInitramfs(out io.Writer, guest []byte, release string, mods []*module) error {
+// tools (selectTools), the directories /dev /proc /sys /newroot /etc /tmp
+// and those the tools need, and the /dev/console node. All entries are
+// owned by root with modification time 0, so the same inputs give the
+// same bytes.
+func writeInitramfs(out io.Writer, guest []byte, release string, mods []*module, tools []toolEntry) error {
 	bw := bufio.NewWriterSize(out, 1<<20)
 	w := cpio.NewWriter(bw)
 	for _, d := range initramfsDirs {
 		if err := w.WriteHeader(&cpio.Header{Name: d.name, Mode: cpio.TypeDir | d.mode, Links: 2}); err != nil {
+			return err
+		}
+	}
+	for _, d := range toolDirs(tools) {
+		if err := w.WriteHeader(&cpio.Header{Name: d, Mode: cpio.TypeDir | 0o755, Links: 2}); err != nil {
 			return err
 		}
 	}
@@ -83,6 +112,11 @@ func writeInitramfs(out io.Writer, guest []byte, release string, mods []*module)
 	}
 	for _, m := range mods {
 		if err := file(path.Join(modDir, m.ko), 0o644, m.data); err != nil {
+			return err
+		}
+	}
+	for _, e := range tools {
+		if err := file(e.name, cpio.FileMode(e.mode), e.data); err != nil {
 			return err
 		}
 	}
