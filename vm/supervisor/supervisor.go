@@ -65,14 +65,18 @@ type supervisor struct {
 	shares     []driver.Share
 	configDisk *driver.Disk
 	bootInfo   bootInfo
+	// consoleFrom is where this boot's output starts in the console log.
+	consoleFrom int64
 
 	mu      sync.Mutex
 	st      control.Status
 	changed chan struct{} // closed and replaced at every status change
 	sess    *yamux.Session
 	readyCh chan struct{} // closed while the agent is ready; replaced when it drops
-	stopped chan struct{} // closed when the VM has exited
-	stopWG  sync.WaitGroup
+	// everReady is true once the agent answered during this boot.
+	everReady bool
+	stopped   chan struct{} // closed when the VM has exited
+	stopWG    sync.WaitGroup
 }
 
 // Run runs the supervisor of cfg's machine in the calling goroutine until
@@ -139,7 +143,23 @@ func Run(ctx context.Context, cfg *vm.Config, opts Options) error {
 	select {
 	case werr := <-exited:
 		s.log.Info("vm exited", "err", werr)
-		s.setStatus(func(st *control.Status) { st.State = control.StateStopped; st.AgentReady = false })
+		s.mu.Lock()
+		ready := s.everReady
+		s.mu.Unlock()
+		fatal := ""
+		if !ready {
+			// The guest gave up before its agent ran: say why.
+			if fatal = guestFatal(s.dir.ConsoleLog(), s.consoleFrom); fatal != "" {
+				fmt.Fprintf(logw, "error: the guest stopped during boot: %s\n", fatal)
+			}
+		}
+		s.setStatus(func(st *control.Status) {
+			st.State = control.StateStopped
+			st.AgentReady = false
+			if fatal != "" {
+				st.Error = "the guest stopped during boot: " + fatal
+			}
+		})
 		close(s.stopped)
 		close(s.done)
 		s.stopWG.Wait()
@@ -178,9 +198,6 @@ func (s *supervisor) spec(k *kit.Kit) *driver.Spec {
 		disks = append(disks, *s.configDisk)
 	}
 	cmdline := fmt.Sprintf("quiet panic=-1 %s=%s", proto.ParamHostname, s.cfg.Name)
-	if s.feat.GuestNet != "" {
-		cmdline += fmt.Sprintf(" %s=%s", proto.ParamNet, s.feat.GuestNet)
-	}
 	sp := &driver.Spec{
 		Name: s.cfg.Name, CPUs: s.cfg.CPUs, MemoryBytes: s.cfg.MemoryBytes,
 		Cmdline:    cmdline,
@@ -215,9 +232,6 @@ func (s *supervisor) boot(ctx context.Context) error {
 		return err
 	}
 	s.setStatus(func(st *control.Status) { st.Accelerator, st.Kernel = accel, k.KernelRelease })
-	if err := checkDisk(ctx, s.dir.Disk()); err != nil {
-		return err
-	}
 	if !s.cfg.Populated {
 		if _, err := os.Stat(s.dir.ImageTar()); err != nil {
 			return fmt.Errorf("the image of %s was never unpacked and its copy is gone: delete and re-create the machine", s.cfg.Name)
@@ -229,6 +243,7 @@ func (s *supervisor) boot(ctx context.Context) error {
 	}
 	s.configDisk, s.bootInfo = &disk, bi
 	s.saveBootInfo(bi)
+	s.consoleFrom = consoleSize(s.dir.ConsoleLog())
 	inst, err := s.be.Start(ctx, s.spec(k))
 	if err != nil {
 		return err
@@ -249,6 +264,7 @@ func (s *supervisor) adopt(ctx context.Context) error {
 	}
 	s.log.Info("adopted running vm", "pid", inst.PID())
 	s.inst = inst
+	s.consoleFrom = consoleSize(s.dir.ConsoleLog())
 	started := time.Now()
 	if b, err := os.ReadFile(s.run.Started()); err == nil {
 		started, _ = time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b)))
