@@ -82,9 +82,18 @@ func (b *Backend) binary() (string, error) {
 	}
 	p, err := exec.LookPath(name)
 	if err != nil {
-		return "", fmt.Errorf("%s not found: install QEMU (Debian/Ubuntu: sudo apt-get install qemu-system-x86) or run the README's setup command", name)
+		return "", fmt.Errorf("%s not found: install QEMU with your package manager (%s), or run `make deps`", name, qemuPackages(name))
 	}
 	return p, nil
+}
+
+// qemuPackages names the packages holding the QEMU binary name on the
+// common Linux distributions.
+func qemuPackages(name string) string {
+	if name == "qemu-system-aarch64" {
+		return "Debian and Ubuntu: qemu-system-arm; Fedora: qemu-system-aarch64-core; Arch: qemu-system-aarch64; openSUSE: qemu-arm; Alpine: qemu-system-aarch64"
+	}
+	return "Debian, Ubuntu and Arch: qemu-system-x86; Fedora: qemu-system-x86-core; openSUSE: qemu-x86; Alpine: qemu-system-x86_64"
 }
 
 // Accelerator returns "kvm" when KVM is usable, else "tcg". With Accel
