@@ -88,7 +88,8 @@ type kitMeta struct {
 // set the mirror); a *debarchive.VerificationError naming the file whose
 // signature or digest is wrong (InRelease signature, Packages digest, .deb
 // digest); a package without a kernel, or modules that do not belong to
-// the kernel.
+// the kernel; tool packages that lack a program or a library the
+// programs need (named).
 func Ensure(ctx context.Context, cacheDir string, src Source, guestBinary string, log io.Writer) (*Kit, error) {
 	if log == nil {
 		log = io.Discard

@@ -691,3 +691,52 @@ func TestGuestBinary(t *testing.T) {
 		t.Errorf("absent file: %v", err)
 	}
 }
+
+// TestToolsForOtherArch selects the guest tools for the architecture
+// this host is not, from the archive: the same code must find that
+// architecture's programs, libraries and loader (nothing is hard-coded
+// per architecture).
+func TestToolsForOtherArch(t *testing.T) {
+	testDeb(t) // skips when the archive cannot be reached
+	arch := otherArch()
+	darch, err := debArch(arch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	debs, err := fetchTools(ctx, Source{}.archiveClients(persistentCache(), io.Discard), persistentCache(), darch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := stageTools(ctx, debs, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := selectTools(tree, arch, debs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"tools/bin/mke2fs": false, "tools/bin/e2fsck": false, "tools/lib/libext2fs.so.2": false, "tools/lib/libc.so.6": false}
+	loader := map[string]string{"amd64": "lib64/ld-linux-x86-64.so.2", "arm64": "lib/ld-linux-aarch64.so.1"}[arch]
+	want[loader] = false
+	for _, e := range entries {
+		if _, ok := want[e.name]; ok {
+			want[e.name] = true
+		}
+		if strings.HasPrefix(e.name, "tools/") {
+			ef, err := elf.NewFile(bytes.NewReader(e.data))
+			if err != nil || ef.Machine != elfMachines[arch] {
+				t.Errorf("%s is not an ELF file for %s (%v)", e.name, arch, err)
+			}
+		}
+	}
+	for name, ok := range want {
+		if !ok {
+			t.Errorf("tools for %s lack %s", arch, name)
+		}
+	}
+	if dirs := toolDirs(entries); !slices.Contains(dirs, path.Dir(loader)) {
+		t.Errorf("initramfs directories %v lack the loader's %s", dirs, path.Dir(loader))
+	}
+}
