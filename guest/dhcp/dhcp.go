@@ -22,6 +22,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/renameio/v2"
@@ -225,7 +226,15 @@ type Client struct {
 	Server *net.UDPAddr
 }
 
+// transactionIDsFromURandom makes the library draw transaction IDs from
+// /dev/urandom (u-root's uio/rand reads $UROOT_NOHWRNG) instead of
+// spinning on getrandom(2) until the kernel's CRNG is ready, which in a
+// guest without an entropy device can take minutes under TCG. A
+// transaction ID only has to be unlikely to repeat (RFC 2131 §4.1).
+var transactionIDsFromURandom sync.Once
+
 func (c *Client) open() (*nclient4.Client, error) {
+	transactionIDsFromURandom.Do(func() { os.Setenv("UROOT_NOHWRNG", "1") })
 	timeout, retries := c.Timeout, c.Retries
 	if timeout == 0 {
 		timeout = 2 * time.Second

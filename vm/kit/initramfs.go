@@ -49,20 +49,27 @@ func toolDirs(tools []toolEntry) []string {
 	return out
 }
 
-// consoleMajor and consoleMinor are /dev/console's device numbers
-// (Documentation/admin-guide/devices.txt). The kernel opens /dev/console for
-// /init's stdin, stdout and stderr before /init could mount devtmpfs, so the
-// node must be in the archive.
-const (
-	consoleMajor = 5
-	consoleMinor = 1
-)
+// initramfsNodes are the device nodes the archive holds, with their
+// numbers from Documentation/admin-guide/devices.txt. The kernel opens
+// /dev/console for /init's stdin, stdout and stderr before /init could
+// mount devtmpfs. When the console's device does not exist yet (hvc0,
+// whose driver virtio_console is a module) /init starts without them, and
+// the Go runtime then opens /dev/null in their place before main runs
+// (runtime.checkfds), or dies: so both nodes must be in the archive.
+var initramfsNodes = []struct {
+	name         string
+	mode         cpio.FileMode
+	major, minor int
+}{
+	{"dev/console", cpio.TypeChar | 0o600, 5, 1},
+	{"dev/null", cpio.TypeChar | 0o666, 1, 3},
+}
 
 // writeInitramfs writes an uncompressed newc cpio archive (the kernel's
 // early-userspace buffer format) holding the boot contract's layout: /init
 // (mode 0755), /modules/<file>.ko, /modules/order, /modules/version, the
 // tools (selectTools), the directories /dev /proc /sys /newroot /etc /tmp
-// and those the tools need, and the /dev/console node. All entries are
+// and those the tools need, and the /dev/console and /dev/null nodes. All entries are
 // owned by root with modification time 0, so the same inputs give the
 // same bytes.
 func writeInitramfs(out io.Writer, guest []byte, release string, mods []*module, tools []toolEntry) error {
@@ -79,13 +86,15 @@ func writeInitramfs(out io.Writer, guest []byte, release string, mods []*module,
 		}
 	}
 	// The cpio package has no field for a node's device number (rdevmajor,
-	// rdevminor), so this one header is written by hand between entries;
+	// rdevminor), so these headers are written by hand between entries;
 	// Flush first puts the stream on the 4-byte boundary a header starts at.
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	if err := writeNewcNode(bw, 1<<30, "dev/console", cpio.TypeChar|0o600, consoleMajor, consoleMinor); err != nil {
-		return err
+	for i, n := range initramfsNodes {
+		if err := writeNewcNode(bw, 1<<30+int64(i), n.name, n.mode, n.major, n.minor); err != nil {
+			return err
+		}
 	}
 	file := func(name string, mode cpio.FileMode, data []byte) error {
 		if err := w.WriteHeader(&cpio.Header{Name: name, Mode: cpio.TypeReg | mode, Size: int64(len(data)), Links: 1}); err != nil {

@@ -129,6 +129,9 @@ func TestEnsureBuildsKit(t *testing.T) {
 	if c, ok := devs["dev/console"]; !ok || c[0]&cpio.ModeType != cpio.TypeChar || c[1] != 5 || c[2] != 1 {
 		t.Errorf("dev/console = %v, want a char node 5,1", c)
 	}
+	if c, ok := devs["dev/null"]; !ok || c[0]&cpio.ModeType != cpio.TypeChar || c[1] != 1 || c[2] != 3 || c[0]&0o777 != 0o666 {
+		t.Errorf("dev/null = %v, want a char node 1,3 mode 0666", c)
+	}
 	if i, j := slices.Index(names, "dev"), slices.Index(names, "init"); len(names) != len(devs) || i < 0 || j < 0 {
 		t.Errorf("the cpio package and the raw scan disagree: %d vs %d entries", len(names), len(devs))
 	}
