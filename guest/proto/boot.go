@@ -22,6 +22,10 @@ package proto
 //	/etc/mke2fs.conf       e2fsprogs' mke2fs.conf(5)
 //	/etc/e2fsck.conf       e2fsck.conf(5) with broken_system_clock set: the
 //	                       guest clock is not trusted before the agent sets it
+//	/dev/console, /dev/null  device nodes: /init may start before its
+//	                       console's driver is loaded, without stdin, stdout
+//	                       and stderr, and the Go runtime then opens /dev/null
+//	                       for them
 //
 // Disks are virtio-blk devices told apart by their serial
 // (/sys/block/vdX/serial).
@@ -30,6 +34,9 @@ const (
 	ModulesOrder = "/modules/order"
 	ModulesVer   = "/modules/version"
 
+	// ToolsLib holds the tools' shared libraries; Mke2fs and E2fsck are
+	// the tools; Mke2fsConfig and E2fsckConfig their configuration files
+	// (the paths they read by default, and MKE2FS_CONFIG, E2FSCK_CONFIG).
 	ToolsLib     = "/tools/lib"
 	Mke2fs       = "/tools/bin/mke2fs"
 	E2fsck       = "/tools/bin/e2fsck"
