@@ -4,9 +4,10 @@
 GO      ?= go
 BIN     := $(CURDIR)/bin
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-ARCH    := $(shell $(GO) env GOARCH)
-QEMUPKG := $(if $(filter arm64,$(ARCH)),qemu-system-arm,qemu-system-x86)
-QEMUBIN := $(if $(filter arm64,$(ARCH)),qemu-system-aarch64,qemu-system-x86_64)
+HOSTOS  ?= $(shell uname -s)
+# The Virtualization framework starts VMs only for a binary signed with
+# this entitlement (an ad-hoc signature will do).
+ENTITLEMENTS := vm/vz/entitlements.plist
 IMAGE   := debian:bookworm
 MACHINE := debian-bookworm
 # The version both binaries report (`machinetop version`, the agent's ping):
@@ -23,31 +24,38 @@ VPKG    := github.com/machinetop/machinetop/internal/version
 LDFLAGS := -X $(VPKG).version=$(VERSION) -X $(VPKG).commit=$(COMMIT)
 export PATH := $(BIN):$(PATH):/usr/sbin:/sbin
 
-.PHONY: all build deps image machine up test bench clean
+.PHONY: all build deps image-deps test-deps image machine up test bench clean
 
 all: build
 
-# Host prerequisites, installed only when missing (Debian/Ubuntu).
+# Host prerequisites, installed with the host's package manager (apt-get,
+# dnf, pacman, zypper, apk) only when missing; scripts/deps.sh says what
+# each group holds. macOS needs none.
 deps:
-	@missing=""; \
-	command -v $(QEMUBIN) >/dev/null || missing="$$missing $(QEMUPKG)"; \
-	command -v mkfs.ext4 >/dev/null || missing="$$missing e2fsprogs"; \
-	command -v debootstrap >/dev/null || missing="$$missing debootstrap"; \
-	command -v busybox >/dev/null || missing="$$missing busybox-static"; \
-	command -v setcap >/dev/null || missing="$$missing libcap2-bin"; \
-	command -v tmux >/dev/null || missing="$$missing tmux"; \
-	command -v ssh >/dev/null || missing="$$missing openssh-client"; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
-	fi
+	@scripts/deps.sh run
+image-deps:
+	@scripts/deps.sh run image
+test-deps:
+	@scripts/deps.sh run image test
 
+# machinetop for the host, signed on macOS with the virtualization
+# entitlement; the guest binary for Linux on the host's architecture.
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/machinetop .
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s $(LDFLAGS)' -o $(BIN)/machinetop-guest ./guest/cmd/machinetop-guest
+ifeq ($(HOSTOS),Darwin)
+	codesign --entitlements $(ENTITLEMENTS) --force -s - $(BIN)/machinetop
+endif
+	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags '-s $(LDFLAGS)' -o $(BIN)/machinetop-guest ./guest/cmd/machinetop-guest
 
-# A Debian bookworm image with systemd, made offline with debootstrap.
-image: deps build
+# A Debian bookworm image with systemd, made offline with debootstrap on
+# Linux; on macOS, Docker Hub's debian:bookworm (no systemd: the agent is
+# its PID 1).
+ifeq ($(HOSTOS),Darwin)
+image: build
+	@$(BIN)/machinetop image ls --format '{{.Repository}}:{{.Tag}}' | grep -qx '$(IMAGE)' || \
+	  $(BIN)/machinetop image pull $(IMAGE)
+else
+image: image-deps build
 	@if ! $(BIN)/machinetop image ls --format '{{.Repository}}:{{.Tag}}' | grep -qx '$(IMAGE)'; then \
 	  tmp=$$(mktemp -d); \
 	  echo "image: making $(IMAGE) from Debian's packages with debootstrap (about a minute)"; \
@@ -56,6 +64,7 @@ image: deps build
 	  $(BIN)/machinetop image import $$tmp/rootfs.tar $(IMAGE); \
 	  s=$$?; $(SUDO) rm -rf $$tmp; exit $$s; \
 	fi
+endif
 
 machine: image
 	@$(BIN)/machinetop machine ls --format '{{.Name}}' | grep -qx '$(MACHINE)' || \
@@ -64,15 +73,23 @@ machine: image
 	@echo "machine: starting $(MACHINE)"
 	$(BIN)/machinetop machine start $(MACHINE)
 
-up: machine
+up: deps machine
 	$(BIN)/machinetop
 
-# Unit tests next to the code and the end-to-end tests in tests/.
-test: deps build
+# Unit tests next to the code and the end-to-end tests in tests/, which
+# boot machines under QEMU (Linux only: on macOS the unit tests run, the
+# vz backend included).
+ifeq ($(HOSTOS),Darwin)
+test: build
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 60m $$($(GO) list ./... | grep -v '/tests$$')
+else
+test: test-deps build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 60m ./...
+endif
 
-bench: deps build
+bench: test-deps build
 	tests/bench.sh
 
 clean:

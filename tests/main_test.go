@@ -111,6 +111,8 @@ type env struct {
 	data string
 	home string
 	dir  string // working directory of machinetop; "" for the test's
+	// extra are KEY=VALUE entries that override machinetop's environment.
+	extra []string
 }
 
 func newEnv(t *testing.T) *env {
@@ -167,7 +169,9 @@ func (e *env) mt(stdin io.Reader, args ...string) (string, string, int) {
 
 // environ is the environment machinetop runs with.
 func (e *env) environ() []string {
-	return append(os.Environ(), "MACHINETOP_HOME="+e.data, "HOME="+e.home)
+	env := append(os.Environ(), "MACHINETOP_HOME="+e.data, "HOME="+e.home)
+	// exec uses the last value of a key given twice.
+	return append(env, e.extra...)
 }
 
 // must runs machinetop and fails the test unless it exits 0.

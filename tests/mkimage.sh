@@ -36,26 +36,36 @@ trap 'rm -rf "$work"' EXIT
 root="$work/root"
 mkdir -p "$root"
 
-# The Debian mirror this host's apt already uses (deb822 or one-line form).
+# The Debian mirror: $MACHINETOP_DEBIAN_MIRROR (as machinetop's kit uses
+# it), else the one this host's apt already uses (deb822 or one-line form)
+# on a Debian-family host, else Debian's own mirror network.
 debian_mirror() {
-  local uri
-  uri=$(grep -hsE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null |
-        awk '{print $2}' | grep -v -- '-security' | head -n1 || true)
+  local uri=${MACHINETOP_DEBIAN_MIRROR:-}
+  if [ -z "$uri" ]; then
+    uri=$(grep -hsE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null |
+          awk '{print $2}' | grep -v -- '-security' | grep -i debian | head -n1 || true)
+  fi
   if [ -z "$uri" ]; then
     uri=$(grep -hsE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
-          awk '{for(i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' | grep -v -- '-security' | head -n1 || true)
+          awk '{for(i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' | grep -v -- '-security' | grep -i debian | head -n1 || true)
   fi
-  [ -n "$uri" ] || { echo "mkimage: no Debian mirror found in /etc/apt; set MIRROR" >&2; exit 1; }
-  echo "$uri"
+  echo "${uri:-https://deb.debian.org/debian}"
+}
+
+# need TOOL PACKAGES: stop with what to install when TOOL is missing.
+need() {
+  command -v "$1" >/dev/null 2>&1 || {
+    echo "mkimage: $1 not found: install $2 (scripts/deps.sh test installs it)" >&2; exit 1; }
 }
 
 case "$kind" in
 busybox)
+  static_busybox='a static busybox (Debian, Ubuntu, openSUSE, Alpine: busybox-static; Fedora, Arch: busybox)'
   bb=$(command -v busybox || true)
   [ -n "$bb" ] && "$bb" --list-full >/dev/null 2>&1 || {
-    echo "mkimage: busybox not found: apt-get install busybox-static" >&2; exit 1; }
+    echo "mkimage: busybox not found: install $static_busybox" >&2; exit 1; }
   file -L "$bb" 2>/dev/null | grep -q 'statically linked' || [ ! -x /usr/bin/file ] || {
-    echo "mkimage: $bb is not static: apt-get install busybox-static" >&2; exit 1; }
+    echo "mkimage: $bb is not static: install $static_busybox" >&2; exit 1; }
   mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,root,tmp,proc,sys,dev,run,var/tmp,home}
   chmod 1777 "$root/tmp" "$root/var/tmp"
   chmod 0700 "$root/root"
@@ -70,7 +80,7 @@ busybox)
   ;;
 debian)
   [ "$(id -u)" = 0 ] || { echo "mkimage: debian needs root (debootstrap): run with sudo" >&2; exit 1; }
-  command -v debootstrap >/dev/null || { echo "mkimage: apt-get install debootstrap" >&2; exit 1; }
+  need debootstrap debootstrap
   mirror=${MIRROR:-$(debian_mirror)}
   include=systemd-sysv,udev,dbus,iproute2,sudo,e2fsprogs
   [ -z "$ssh" ] || include=$include,openssh-server
@@ -94,7 +104,7 @@ if [ "$fixtures" = --fixtures ]; then
   chmod 4755 "$fx/suid-fixture"
   cp "$fx/suid-fixture" "$fx/cap-fixture"
   chmod 0755 "$fx/cap-fixture"
-  command -v setcap >/dev/null || { echo "mkimage: setcap not found: apt-get install libcap2-bin" >&2; exit 1; }
+  need setcap 'setcap (Debian, Ubuntu: libcap2-bin; Fedora, Arch: libcap; openSUSE: libcap-progs; Alpine: libcap-utils)'
   setcap cap_net_raw+ep "$fx/cap-fixture"
   echo "one inode, two names" >"$fx/hardlink-a"
   ln "$fx/hardlink-a" "$fx/hardlink-b"

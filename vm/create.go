@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strings"
@@ -65,9 +64,6 @@ func (m *Manager) Create(ctx context.Context, opts CreateOptions) (*Config, erro
 		if err := ValidateName(cfg.Name); err != nil {
 			return nil, fmt.Errorf("cannot derive a machine name from %q (%v): pass -n NAME", name, err)
 		}
-	}
-	if err := mkfsAvailable(); err != nil {
-		return nil, err
 	}
 	l, err := m.lock()
 	if err != nil {
@@ -207,7 +203,7 @@ func (m *Manager) materialize(ctx context.Context, cfg *Config, tarPath string) 
 	if err := os.Chmod(tmp, 0o700); err != nil {
 		return err
 	}
-	if err := makeRootDisk(ctx, staged.Disk(), cfg.DiskBytes); err != nil {
+	if err := makeRootDisk(staged.Disk(), cfg.DiskBytes); err != nil {
 		return err
 	}
 	if err := linkOrCopy(tarPath, staged.ImageTar()); err != nil {
@@ -229,34 +225,10 @@ func newID() string {
 	return hex.EncodeToString(b)
 }
 
-func mkfsAvailable() error {
-	for _, t := range []string{"mkfs.ext4", "e2fsck"} {
-		if _, err := LookTool(t); err != nil {
-			return fmt.Errorf("%s not found: install e2fsprogs (Debian/Ubuntu: sudo apt-get install e2fsprogs)", t)
-		}
-	}
-	return nil
-}
-
-// LookTool finds a host tool in PATH or in the sbin directories a non-root
-// PATH often lacks; it returns exec.ErrNotFound when there is none.
-func LookTool(name string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	for _, d := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin"} {
-		p := filepath.Join(d, name)
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	return "", exec.ErrNotFound
-}
-
-// makeRootDisk creates a sparse file of size bytes formatted as ext4. Inode
-// tables are left for lazy initialisation so the file stays small (a few
-// MiB) and mkfs takes milliseconds.
-func makeRootDisk(ctx context.Context, path string, size uint64) error {
+// makeRootDisk creates the root disk: a blank sparse file of size bytes,
+// which takes no space until written. The guest formats it at its first
+// boot (guest/proto RootSerial), so the host needs no filesystem tools.
+func makeRootDisk(path string, size uint64) error {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
@@ -265,14 +237,7 @@ func makeRootDisk(ctx context.Context, path string, size uint64) error {
 		f.Close()
 		return err
 	}
-	f.Close()
-	mkfs, _ := LookTool("mkfs.ext4")
-	out, err := exec.CommandContext(ctx, mkfs, "-q", "-F", "-L", "machinetop",
-		"-E", "lazy_itable_init=1,lazy_journal_init=1", path).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("mkfs.ext4 failed: %w: %s", err, out)
-	}
-	return nil
+	return f.Close()
 }
 
 func linkOrCopy(src, dst string) error {

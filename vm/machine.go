@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/machinetop/machinetop/guest/proto"
 	"github.com/machinetop/machinetop/vm/control"
 	"github.com/machinetop/machinetop/vm/internal/atomicfile"
 )
@@ -40,8 +41,10 @@ type Machine struct {
 	State string `json:"status"`
 	// Default is true for the default machine.
 	Default bool `json:"default"`
-	// IP is the guest's first IPv4 address while running, else "".
+	// IP is the guest's address while running (its DHCP lease's), else "".
 	IP string `json:"ipAddress,omitempty"`
+	// Lease is the guest's DHCP lease while running, nil otherwise.
+	Lease *proto.Lease `json:"lease,omitempty"`
 	// DiskAllocated is the root disk file's allocated size, bytes (it is
 	// sparse, so this is less than DiskBytes).
 	DiskAllocated uint64 `json:"diskAllocated"`
@@ -126,7 +129,7 @@ func (m *Manager) Get(ctx context.Context, cfg *Config) *Machine {
 	if err == nil {
 		mc.State = st.State
 		mc.Stage = st.Stage
-		mc.IP = st.IP
+		mc.IP, mc.Lease = st.IP, st.Lease
 		mc.Started = st.Started
 		mc.Accelerator = st.Accelerator
 		mc.KernelRelease = st.Kernel
@@ -162,6 +165,9 @@ func notes(mc *Machine) []string {
 	}
 	for _, p := range g.Problems {
 		out = append(out, "setup at the latest boot: "+p)
+	}
+	if dc := g.DiskCheck; dc != nil && dc.Result == proto.DiskFixed && dc.ExitCode != 0 {
+		out = append(out, fmt.Sprintf("the root disk had errors at the latest boot, which e2fsck repaired (exit %d, see guest.diskCheck): files written just before the machine stopped may be incomplete", dc.ExitCode))
 	}
 	return out
 }

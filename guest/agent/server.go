@@ -129,7 +129,7 @@ func (s *Server) answer(req *proto.Request) proto.Response {
 		if err != nil {
 			return proto.Response{Error: err.Error()}
 		}
-		return proto.Response{Addresses: addrs}
+		return proto.Response{Addresses: addrs, Lease: currentLease()}
 	case proto.OpTime:
 		return proto.Response{UnixNano: time.Now().UnixNano()}
 	case proto.OpSetTime:

@@ -137,6 +137,16 @@ func (c *Client) Network(ctx context.Context) ([]proto.Address, error) {
 	return resp.Addresses, nil
 }
 
+// Lease returns the DHCP lease the guest's network runs on, nil when it
+// has none.
+func (c *Client) Lease(ctx context.Context) (*proto.Lease, error) {
+	resp, err := c.call(ctx, proto.Request{Op: proto.OpNetwork})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Lease, nil
+}
+
 // Shutdown asks the guest to power off (reboot false) or reboot. It returns
 // once the agent has acknowledged; the guest goes down afterwards, so the
 // channel will close.

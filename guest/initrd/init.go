@@ -1,26 +1,26 @@
 //go:build linux
 
 // Package initrd is the guest binary's life as the initramfs /init: it
-// prepares the machine's root disk (unpacking the image on first boot),
-// configures hostname and network, switches to the root disk and hands
+// prepares the machine's root disk (formatting it and unpacking the image
+// on first boot, checking it before every mount), configures hostname and
+// network (by DHCP), switches to the root disk and hands
 // PID 1 to the image's init (with the agent started beside it) or to the
 // agent itself. The boot contract is in package proto (boot.go).
 package initrd
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/machinetop/machinetop/guest/mounts"
@@ -39,21 +39,29 @@ const diskWait = 15 * time.Second
 // init or the agent, or powers the machine off after a fatal error.
 func Main() {
 	mountEarly()
-	logToConsole()
+	early := logEarly()
 	params := cmdline()
 	debug := params[proto.ParamDebug] == "1"
 	start := time.Now()
 
 	loadModules(debug)
+	// The console may be a device whose driver is a module (hvc0 needs
+	// virtio_console), so it is opened only now.
+	logToConsole(early)
 
 	rootDev, err := waitForDisk(proto.RootSerial)
 	if err != nil {
 		fatal("root disk: %v", err)
 	}
+	diskCheck, err := prepareRootDisk(rootDev)
+	if err != nil {
+		fatal("root disk: %v", err)
+	}
 	must(os.MkdirAll(newRoot, 0o755))
-	// The host's mkfs left inode tables for lazy initialisation; noinit_itable
-	// stops the kernel zeroing them in the background, which would fill the
-	// sparse disk file and burn CPU under TCG.
+	// mke2fs left inode tables for lazy initialisation (the blank disk
+	// reads as zeros); noinit_itable stops the kernel zeroing them in the
+	// background, which would fill the sparse disk file and burn CPU
+	// under TCG.
 	if err := unix.Mount(rootDev, newRoot, "ext4", 0, "noinit_itable"); err != nil {
 		fatal("mounting %s: %v", rootDev, err)
 	}
@@ -61,13 +69,12 @@ func Main() {
 		populate()
 	}
 
-	if name := params[proto.ParamHostname]; name != "" {
+	name := params[proto.ParamHostname]
+	if name != "" {
 		setHostname(name)
 	}
-	if spec := params[proto.ParamNet]; spec != "" {
-		if err := configureNetwork(spec); err != nil {
-			log.Printf("network: %v", err)
-		}
+	if err := configureNetwork(name); err != nil {
+		log.Printf("network: %v", err)
 	}
 	if err := installAgent(); err != nil {
 		fatal("installing the agent: %v", err)
@@ -76,7 +83,7 @@ func Main() {
 	if err := switchRoot(); err != nil {
 		fatal("switching root: %v", err)
 	}
-	report := &proto.SetupReport{}
+	report := &proto.SetupReport{Disk: diskCheck}
 	if cfgErr != nil {
 		report.Problems = append(report.Problems, "machine configuration: "+cfgErr.Error())
 	}
@@ -124,20 +131,59 @@ func mountEarly() {
 	}
 }
 
+// consoleWait bounds the wait for /dev/console to open once the modules
+// are loaded (a virtio console registers when its device is probed).
+const consoleWait = 2 * time.Second
+
+// console is /dev/console when opening it gave one of fds 0-2.
+var console *os.File
+
+// earlyLog keeps the log lines written before the console is open, and
+// copies each to the kernel log.
+type earlyLog struct{ buf bytes.Buffer }
+
+func (e *earlyLog) Write(p []byte) (int, error) {
+	kmsg(strings.TrimSuffix(strings.TrimPrefix(string(p), "machinetop-init: "), "\n"))
+	return e.buf.Write(p)
+}
+
+// logEarly sends the log, with the "machinetop-init: " prefix, to a
+// buffer that logToConsole replays, and to the kernel log.
+func logEarly() *earlyLog {
+	e := &earlyLog{}
+	log.SetFlags(0)
+	log.SetPrefix("machinetop-init: ")
+	log.SetOutput(e)
+	return e
+}
+
 // logToConsole makes /dev/console stdin, stdout and stderr (the kernel
-// gives /init none when the initramfs has no /dev/console) and sends the
-// log there with the "machinetop-init: " prefix.
-func logToConsole() {
+// gives /init none when the console's device did not exist yet when it
+// started /init), writes the early log lines there and sends the log
+// there from now on. Without a console the log stays in the kernel log.
+func logToConsole(early *earlyLog) {
+	deadline := time.Now().Add(consoleWait)
 	con, err := os.OpenFile("/dev/console", os.O_RDWR, 0)
+	for err != nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		con, err = os.OpenFile("/dev/console", os.O_RDWR, 0)
+	}
 	if err != nil {
 		kmsg(fmt.Sprintf("opening /dev/console: %v", err))
 		return
 	}
-	for fd := 0; fd < 3; fd++ {
-		unix.Dup2(int(con.Fd()), fd)
+	fd := int(con.Fd())
+	for i := 0; i < 3; i++ {
+		if i != fd {
+			unix.Dup2(fd, i)
+		}
 	}
-	log.SetFlags(0)
-	log.SetPrefix("machinetop-init: ")
+	if fd > 2 {
+		con.Close()
+	} else {
+		console = con // it is one of fds 0-2 now: never let it be collected
+	}
+	os.Stderr.Write(early.buf.Bytes())
 	log.SetOutput(os.Stderr)
 }
 
@@ -318,91 +364,6 @@ func hostsWithName(content, name string) (string, bool) {
 		content += "\n"
 	}
 	return content + "127.0.1.1\t" + name + "\n", true
-}
-
-// configureNetwork applies proto.ParamNet ("ADDR/PREFIX,GATEWAY,DNS"): lo
-// up, the first other interface up with ADDR and a default route via
-// GATEWAY, and DNS in /etc/resolv.conf when that is missing, empty or a
-// dangling symlink.
-func configureNetwork(spec string) error {
-	parts := strings.Split(spec, ",")
-	if len(parts) < 2 {
-		return fmt.Errorf("bad %s=%q", proto.ParamNet, spec)
-	}
-	addr, err := netlink.ParseAddr(parts[0])
-	if err != nil {
-		return err
-	}
-	gw := net.ParseIP(parts[1])
-	if gw == nil {
-		return fmt.Errorf("bad gateway %q", parts[1])
-	}
-	if lo, err := netlink.LinkByName("lo"); err == nil {
-		netlink.LinkSetUp(lo)
-	}
-	link, err := firstInterface()
-	if err != nil {
-		return err
-	}
-	if err := netlink.AddrReplace(link, addr); err != nil {
-		return fmt.Errorf("address on %s: %w", link.Attrs().Name, err)
-	}
-	if err := netlink.LinkSetUp(link); err != nil {
-		return fmt.Errorf("%s up: %w", link.Attrs().Name, err)
-	}
-	if err := netlink.RouteReplace(&netlink.Route{LinkIndex: link.Attrs().Index, Gw: gw}); err != nil {
-		return fmt.Errorf("default route: %w", err)
-	}
-	log.Printf("network: %s %s via %s", link.Attrs().Name, addr, gw)
-	if len(parts) > 2 && parts[2] != "" {
-		writeResolvConf(parts[2])
-	}
-	return nil
-}
-
-// firstInterface returns the first Ethernet interface, waiting up to
-// diskWait for the driver to create it.
-func firstInterface() (netlink.Link, error) {
-	deadline := time.Now().Add(diskWait)
-	for {
-		links, err := netlink.LinkList()
-		if err != nil {
-			return nil, err
-		}
-		for _, l := range links {
-			a := l.Attrs()
-			if a.Name != "lo" && a.EncapType == "ether" && l.Type() == "device" {
-				return l, nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return nil, errors.New("no network interface")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func writeResolvConf(dns string) {
-	p := newRoot + "/etc/resolv.conf"
-	fi, err := os.Lstat(p)
-	if err == nil {
-		if fi.Mode()&os.ModeSymlink != 0 {
-			if target, err := os.Readlink(p); err == nil {
-				if !filepath.IsAbs(target) {
-					target = filepath.Join("/etc", target)
-				}
-				if _, err := os.Stat(newRoot + filepath.Clean(target)); err == nil {
-					return // e.g. a working link to systemd-resolved's file
-				}
-			}
-		} else if fi.Size() > 0 {
-			return
-		}
-		os.Remove(p)
-	}
-	if err := os.WriteFile(p, []byte("nameserver "+dns+"\n"), 0o644); err != nil {
-		log.Printf("resolv.conf: %v", err)
-	}
 }
 
 // installAgent copies this binary to proto.AgentInstallPath on the root

@@ -12,6 +12,20 @@ package proto
 //	                       (dependencies first, computed from each module's
 //	                       .modinfo "depends=")
 //	/modules/version       the kernel release the modules belong to (uname -r)
+//	/tools/bin/mke2fs      e2fsprogs' programs for the guest architecture,
+//	/tools/bin/e2fsck      dynamically linked, from the Debian archive
+//	/tools/lib/*           the shared libraries they need, by soname
+//	                       (run them with LD_LIBRARY_PATH=/tools/lib)
+//	<interpreter>          the dynamic loader, at the path the programs'
+//	                       PT_INTERP names (/lib64/ld-linux-x86-64.so.2,
+//	                       /lib/ld-linux-aarch64.so.1)
+//	/etc/mke2fs.conf       e2fsprogs' mke2fs.conf(5)
+//	/etc/e2fsck.conf       e2fsck.conf(5) with broken_system_clock set: the
+//	                       guest clock is not trusted before the agent sets it
+//	/dev/console, /dev/null  device nodes: /init may start before its
+//	                       console's driver is loaded, without stdin, stdout
+//	                       and stderr, and the Go runtime then opens /dev/null
+//	                       for them
 //
 // Disks are virtio-blk devices told apart by their serial
 // (/sys/block/vdX/serial).
@@ -20,9 +34,22 @@ const (
 	ModulesOrder = "/modules/order"
 	ModulesVer   = "/modules/version"
 
-	// RootSerial marks the machine's persistent root disk: a raw file
-	// formatted as ext4 by the host at create time.
+	// ToolsLib holds the tools' shared libraries; Mke2fs and E2fsck are
+	// the tools; Mke2fsConfig and E2fsckConfig their configuration files
+	// (the paths they read by default, and MKE2FS_CONFIG, E2FSCK_CONFIG).
+	ToolsLib     = "/tools/lib"
+	Mke2fs       = "/tools/bin/mke2fs"
+	E2fsck       = "/tools/bin/e2fsck"
+	Mke2fsConfig = "/etc/mke2fs.conf"
+	E2fsckConfig = "/etc/e2fsck.conf"
+
+	// RootSerial marks the machine's persistent root disk: a raw sparse
+	// file, blank when the machine is created. /init formats it as ext4
+	// (label RootLabel) at the first boot, when it is blank and the image
+	// disk is attached, and runs e2fsck -p on it before every mount.
 	RootSerial = "mt-root"
+	// RootLabel is the root filesystem's label.
+	RootLabel = "machinetop"
 	// ImageSerial marks a read-only disk holding the image's flattened
 	// root filesystem as an uncompressed tar stream (POSIX/PAX, xattrs as
 	// SCHILY.xattr.* records). It is attached until the guest has
@@ -38,13 +65,11 @@ const (
 )
 
 // Kernel command line parameters read by /init (from /proc/cmdline).
+// The network needs none: /init configures the first Ethernet interface
+// by DHCP on every backend.
 const (
 	// ParamHostname=NAME sets the guest hostname (the machine name).
 	ParamHostname = "machinetop.hostname"
-	// ParamNet=ADDR/PREFIX,GATEWAY,DNS configures the first Ethernet
-	// interface statically; QEMU user networking uses
-	// 10.0.2.15/24,10.0.2.2,10.0.2.3.
-	ParamNet = "machinetop.net"
 	// ParamDebug=1 makes /init log verbosely to the console.
 	ParamDebug = "machinetop.debug"
 )
@@ -72,6 +97,10 @@ const (
 	UserMarker = "/.machinetop/user-setup-done"
 	// SetupReport holds a JSON SetupReport about the latest boot.
 	SetupReportFile = "/.machinetop/setup-report.json"
+	// LeaseFile holds the guest's current DHCP lease (JSON, package
+	// guest/dhcp): /init writes it when it configured the network, the
+	// agent rewrites it at every renewal and reports it (OpNetwork).
+	LeaseFile = "/.machinetop/dhcp-lease.json"
 	// UserSetupScript is the path at which an image may provide its own
 	// user setup, run once at first boot instead of the built-in one, as
 	// root, by /bin/sh, with the environment variables MACHINETOP_USER,
@@ -126,9 +155,49 @@ type GuestMount struct {
 	ReadOnly bool   `json:"readOnly,omitempty"`
 }
 
+// DiskCheck is what /init did to the root disk before mounting it at
+// the latest boot: format it when blank (first boot), then e2fsck -p
+// (e2fsck(8): replay the journal, fix what is safe), then, only when that
+// left errors, e2fsck -fy. A check that leaves errors stops the boot, so
+// a report the agent returns is DiskClean or DiskFixed.
+type DiskCheck struct {
+	// Formatted is true when the disk was blank and /init made the
+	// filesystem at this boot.
+	Formatted bool `json:"formatted,omitempty"`
+	// Result is DiskClean, DiskFixed or DiskFailed.
+	Result string `json:"result"`
+	// ExitCode is e2fsck -p's exit status: 0 no errors, 1 errors
+	// corrected, 2 corrected (reboot wanted), 4 errors left uncorrected,
+	// 8 operational error (e2fsck(8), "EXIT CODE").
+	ExitCode int `json:"exitCode"`
+	// RepairExitCode is e2fsck -fy's exit status when -p left errors
+	// (ExitCode&4 != 0), else 0.
+	RepairExitCode int `json:"repairExitCode,omitempty"`
+	// JournalRecovered is true when e2fsck replayed the journal: the
+	// filesystem was not unmounted cleanly (the VM was killed or lost
+	// power).
+	JournalRecovered bool `json:"journalRecovered,omitempty"`
+	// Output is the end of e2fsck's output (at most MaxCheckOutput bytes).
+	Output string `json:"output,omitempty"`
+	// Millis is how long the format and the checks took, milliseconds.
+	Millis int64 `json:"millis"`
+}
+
+// Results of a DiskCheck.
+const (
+	DiskClean  = "clean"
+	DiskFixed  = "fixed"
+	DiskFailed = "failed"
+)
+
+// MaxCheckOutput bounds DiskCheck.Output, bytes.
+const MaxCheckOutput = 4096
+
 // SetupReport is what /init found while preparing the latest boot; the
 // agent returns it in Info.
 type SetupReport struct {
+	// Disk is the root disk's check at this boot.
+	Disk *DiskCheck `json:"disk,omitempty"`
 	// User is the mapped user name, "" when the host user is root.
 	User string `json:"user,omitempty"`
 	// Script is UserSetupScript when the image's own script created the

@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 )
 
 // Hello and Ready open the handshake described in the package comment.
@@ -55,7 +56,7 @@ const (
 	OpPing     Op = "ping"     // Response.Info
 	OpExec     Op = "exec"     // Request.Exec; frames follow
 	OpMetrics  Op = "metrics"  // Response.Metrics
-	OpNetwork  Op = "network"  // Response.Addresses
+	OpNetwork  Op = "network"  // Response.Addresses and Response.Lease
 	OpShutdown Op = "shutdown" // Request.Shutdown; the guest answers, then powers off or reboots
 	OpSetTime  Op = "settime"  // Request.UnixNano: set the guest clock
 	OpTime     Op = "time"     // Response.UnixNano: read the guest clock
@@ -121,6 +122,9 @@ type Response struct {
 	Info      *Info     `json:"info,omitempty"`
 	Metrics   *Metrics  `json:"metrics,omitempty"`
 	Addresses []Address `json:"addresses,omitempty"`
+	// Lease answers OpNetwork with the guest's DHCP lease; nil when the
+	// guest has none (no DHCP server answered).
+	Lease *Lease `json:"lease,omitempty"`
 	// UnixNano answers OpTime: the guest's CLOCK_REALTIME, nanoseconds
 	// since the Unix epoch.
 	UnixNano int64 `json:"unixNano,omitempty"`
@@ -173,6 +177,28 @@ type Address struct {
 	Interface string `json:"interface"`
 	CIDR      string `json:"cidr"` // e.g. "10.0.2.15/24"
 	IPv6      bool   `json:"ipv6,omitempty"`
+}
+
+// Lease is the DHCPv4 lease (RFC 2131) the guest configured its network
+// from. Times are the guest's wall clock when the agent answered,
+// converted from the guest's boot clock (so a clock set since does not
+// skew them).
+type Lease struct {
+	Interface string `json:"interface"`
+	// Address is the leased address with the subnet's prefix length,
+	// e.g. "10.0.2.15/24".
+	Address string `json:"address"`
+	// Gateway is the default router (option 3), "" for none.
+	Gateway string `json:"gateway,omitempty"`
+	// DNS are the name servers (option 6).
+	DNS []string `json:"dns,omitempty"`
+	// Server is the DHCP server's identifier (option 54).
+	Server string `json:"server"`
+	// Obtained is when the lease was got or last renewed; Renew when the
+	// agent renews it next (T1); Expires when it ends.
+	Obtained time.Time `json:"obtained"`
+	Renew    time.Time `json:"renew"`
+	Expires  time.Time `json:"expires"`
 }
 
 // FrameType says what a Frame's payload holds.

@@ -14,6 +14,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"github.com/machinetop/machinetop/guest/client"
+	"github.com/machinetop/machinetop/guest/proto"
 	"github.com/machinetop/machinetop/tui/common"
 	"github.com/machinetop/machinetop/tui/keys"
 	"github.com/machinetop/machinetop/tui/logview"
@@ -413,8 +414,11 @@ func Infos(r source.Row) [][2]string {
 		{"Created", r.Created.Local().Format("2006-01-02 15:04:05")},
 		{"CPUs", fmt.Sprint(r.CPUs)}, {"Memory", common.FormatBytes(r.MemoryBytes)},
 		{"Disk", common.FormatBytes(r.DiskBytes) + " (" + common.FormatBytes(r.DiskAllocated) + " allocated on the host)"},
-		{"IP", dash(r.IP)}, {"Accelerator", strings.ToUpper(dash(r.Accelerator))},
+		{"IP", ipText(r.Machine)}, {"Accelerator", strings.ToUpper(dash(r.Accelerator))},
 		{"VM process", dash(pid(r.VMPID))}, {"Kernel", kernelText(r.Machine)}, {"Directory", r.Dir},
+	}
+	if g := r.Guest; g != nil && g.DiskCheck != nil {
+		v = append(v, [2]string{"Disk check", diskCheckText(g.DiskCheck)})
 	}
 	if mt := r.Metrics; mt != nil {
 		v = append(v, [2]string{"Load", fmt.Sprintf("%.2f %.2f %.2f", mt.Load[0], mt.Load[1], mt.Load[2])},
@@ -423,6 +427,26 @@ func Infos(r source.Row) [][2]string {
 		v = append(v, [2]string{"Agent", r.MetricsErr})
 	}
 	return v
+}
+
+// ipText is the machine's address with the DHCP lease it comes from.
+func ipText(m vm.Machine) string {
+	if m.IP == "" || m.Lease == nil {
+		return dash(m.IP)
+	}
+	return fmt.Sprintf("%s (DHCP from %s, renews %s)", m.Lease.Address, m.Lease.Server, m.Lease.Renew.Local().Format("2006-01-02 15:04"))
+}
+
+// diskCheckText is the latest boot's root disk check in a few words.
+func diskCheckText(dc *proto.DiskCheck) string {
+	s := dc.Result
+	if dc.Formatted {
+		s += ", formatted at first boot"
+	}
+	if dc.JournalRecovered {
+		s += ", journal recovered"
+	}
+	return fmt.Sprintf("%s (e2fsck exit %d, %d ms)", s, dc.ExitCode, dc.Millis)
 }
 
 func dash(s string) string {

@@ -69,8 +69,12 @@ const (
 type Status struct {
 	State   string    `json:"state"`
 	Started time.Time `json:"started"`
-	// IP is the guest's first IPv4 address, once the agent reported it.
-	IP          string `json:"ip,omitempty"`
+	// IP is the guest's address, once the agent reported it: its DHCP
+	// lease's, else its first IPv4 address.
+	IP string `json:"ip,omitempty"`
+	// Lease is the guest's DHCP lease as the agent last reported it.
+	Lease *proto.Lease `json:"lease,omitempty"`
+	// Accelerator is what runs the guest: "kvm" or "tcg" (QEMU), "hvf" (vz).
 	Accelerator string `json:"accelerator,omitempty"`
 	// Kernel is the release booted, e.g. 6.1.0-57-cloud-amd64.
 	Kernel  string `json:"kernel,omitempty"`
@@ -119,6 +123,9 @@ type GuestFacts struct {
 	// Problems are setup steps that failed at the latest boot (user,
 	// mounts, SSH key), as /init reported them.
 	Problems []string `json:"problems,omitempty"`
+	// DiskCheck is what /init did to the root disk before mounting it at
+	// the latest boot (format, e2fsck).
+	DiskCheck *proto.DiskCheck `json:"diskCheck,omitempty"`
 }
 
 // Error is an error that crosses the control socket: a Code that clients

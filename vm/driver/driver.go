@@ -55,6 +55,10 @@ const (
 
 // Features is what a backend can do, as data (Lima's DriverFeatures): the
 // supervisor and the Manager decide by it, never by the backend's type.
+// What every backend must do is not listed: give the guest a network
+// that serves DHCP (QEMU's user network and the Virtualization
+// framework's NAT do), since the guest configures its first Ethernet
+// interface by DHCP and reports the lease.
 type Features struct {
 	// ShareFS is the filesystem host directories are shared with:
 	// ShareVirtiofs or Share9P; "" when the backend cannot share.
@@ -77,11 +81,6 @@ type Features struct {
 	// Archs are the guest architectures the backend can run on this host,
 	// as GOARCH names ("amd64", "arm64").
 	Archs []string
-	// GuestNet is how the guest configures its network: a static
-	// "ADDRESS/PREFIX,GATEWAY,DNS" (guest/proto ParamNet) for a network
-	// whose addresses are fixed (QEMU's user-mode network), or "" when the
-	// guest asks by DHCP.
-	GuestNet string
 }
 
 // Spec describes one boot of a machine.

@@ -139,6 +139,9 @@ func bootKit(t *testing.T, qemu string, k *Kit) {
 	if !contains(probe["block"], "vda serial=mt-root") {
 		t.Errorf("vda with serial mt-root not seen; block devices: %v", probe["block"])
 	}
+	if _, ok := probe["fsck-ok"]; !ok {
+		t.Errorf("the kit's mke2fs and e2fsck did not format and check the disk in the guest (mkfs-ok %v)", probe["mkfs-ok"])
+	}
 	if t.Failed() {
 		t.Logf("console:\n%s", strings.Join(console, "\n"))
 	}

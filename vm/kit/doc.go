@@ -1,8 +1,10 @@
 // Package kit builds and caches the guest kit a machine boots from: a Linux
 // kernel image, and an initramfs that carries the guest binary as /init
 // together with the kernel modules the guest needs (virtio devices,
-// virtiofs, 9p, overlay, vsock), laid out as the boot contract in
-// guest/proto says.
+// virtiofs, 9p, overlay, vsock) and e2fsprogs' mke2fs and e2fsck for the
+// guest architecture (with their libraries and the dynamic loader), with
+// which the guest formats and checks its own disk, laid out as the boot
+// contract in guest/proto says.
 //
 // By default the kernel is Debian's cloud kernel package for the guest
 // architecture (linux-image-cloud-<arch>, following the metapackage to

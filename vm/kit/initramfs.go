@@ -26,22 +26,53 @@ var initramfsDirs = []struct {
 	{strings.TrimPrefix(proto.ModulesDir, "/"), 0o755},
 }
 
-// consoleMajor and consoleMinor are /dev/console's device numbers
-// (Documentation/admin-guide/devices.txt). The kernel opens /dev/console for
-// /init's stdin, stdout and stderr before /init could mount devtmpfs, so the
-// node must be in the archive.
-const (
-	consoleMajor = 5
-	consoleMinor = 1
-)
+// toolDirs returns the directories the tool entries need that
+// initramfsDirs lacks, parents first.
+func toolDirs(tools []toolEntry) []string {
+	have := map[string]bool{}
+	for _, d := range initramfsDirs {
+		have[d.name] = true
+	}
+	var out []string
+	for _, e := range tools {
+		var chain []string
+		for d := path.Dir(e.name); d != "." && d != "/"; d = path.Dir(d) {
+			chain = append(chain, d)
+		}
+		for i := len(chain) - 1; i >= 0; i-- {
+			if !have[chain[i]] {
+				have[chain[i]] = true
+				out = append(out, chain[i])
+			}
+		}
+	}
+	return out
+}
+
+// initramfsNodes are the device nodes the archive holds, with their
+// numbers from Documentation/admin-guide/devices.txt. The kernel opens
+// /dev/console for /init's stdin, stdout and stderr before /init could
+// mount devtmpfs. When the console's device does not exist yet (hvc0,
+// whose driver virtio_console is a module) /init starts without them, and
+// the Go runtime then opens /dev/null in their place before main runs
+// (runtime.checkfds), or dies: so both nodes must be in the archive.
+var initramfsNodes = []struct {
+	name         string
+	mode         cpio.FileMode
+	major, minor int
+}{
+	{"dev/console", cpio.TypeChar | 0o600, 5, 1},
+	{"dev/null", cpio.TypeChar | 0o666, 1, 3},
+}
 
 // writeInitramfs writes an uncompressed newc cpio archive (the kernel's
 // early-userspace buffer format) holding the boot contract's layout: /init
 // (mode 0755), /modules/<file>.ko, /modules/order, /modules/version, the
-// directories /dev /proc /sys /newroot /etc /tmp and the /dev/console node.
-// All entries are owned by root with modification time 0, so the same
-// inputs give the same bytes.
-func writeInitramfs(out io.Writer, guest []byte, release string, mods []*module) error {
+// tools (selectTools), the directories /dev /proc /sys /newroot /etc /tmp
+// and those the tools need, and the /dev/console and /dev/null nodes. All entries are
+// owned by root with modification time 0, so the same inputs give the
+// same bytes.
+func writeInitramfs(out io.Writer, guest []byte, release string, mods []*module, tools []toolEntry) error {
 	bw := bufio.NewWriterSize(out, 1<<20)
 	w := cpio.NewWriter(bw)
 	for _, d := range initramfsDirs {
@@ -49,14 +80,21 @@ func writeInitramfs(out io.Writer, guest []byte, release string, mods []*module)
 			return err
 		}
 	}
+	for _, d := range toolDirs(tools) {
+		if err := w.WriteHeader(&cpio.Header{Name: d, Mode: cpio.TypeDir | 0o755, Links: 2}); err != nil {
+			return err
+		}
+	}
 	// The cpio package has no field for a node's device number (rdevmajor,
-	// rdevminor), so this one header is written by hand between entries;
+	// rdevminor), so these headers are written by hand between entries;
 	// Flush first puts the stream on the 4-byte boundary a header starts at.
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	if err := writeNewcNode(bw, 1<<30, "dev/console", cpio.TypeChar|0o600, consoleMajor, consoleMinor); err != nil {
-		return err
+	for i, n := range initramfsNodes {
+		if err := writeNewcNode(bw, 1<<30+int64(i), n.name, n.mode, n.major, n.minor); err != nil {
+			return err
+		}
 	}
 	file := func(name string, mode cpio.FileMode, data []byte) error {
 		if err := w.WriteHeader(&cpio.Header{Name: name, Mode: cpio.TypeReg | mode, Size: int64(len(data)), Links: 1}); err != nil {
@@ -83,6 +121,11 @@ func writeInitramfs(out io.Writer, guest []byte, release string, mods []*module)
 	}
 	for _, m := range mods {
 		if err := file(path.Join(modDir, m.ko), 0o644, m.data); err != nil {
+			return err
+		}
+	}
+	for _, e := range tools {
+		if err := file(e.name, cpio.FileMode(e.mode), e.data); err != nil {
 			return err
 		}
 	}

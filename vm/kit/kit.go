@@ -37,11 +37,14 @@ type Kit struct {
 	// Modules are the module file names in /modules, in load order
 	// (dependencies first), as /modules/order lists them.
 	Modules []string
+	// ToolPackages are the Debian packages the guest's disk tools (in
+	// /tools) were taken from, as NAME=VERSION, sorted.
+	ToolPackages []string
 }
 
 // kitFormat changes whenever the layout or content rules of a kit change,
 // so that kits built by older code are not reused.
-const kitFormat = "machinetop guest kit 1"
+const kitFormat = "machinetop guest kit 2"
 
 // File names inside cacheDir/<digest>/.
 const (
@@ -53,6 +56,7 @@ const (
 type kitMeta struct {
 	KernelRelease string   `json:"kernelRelease"`
 	Modules       []string `json:"modules"`
+	Tools         []string `json:"tools"`
 	Source        string   `json:"source"`
 }
 
@@ -60,11 +64,13 @@ type kitMeta struct {
 // building it into cacheDir/<digest>/ unless it is there already.
 // Packages fetched from the Debian archive are kept in cacheDir/debs/ and
 // the archive's verified indices in cacheDir/archive/. Progress goes to
-// log (nil for none).
+// log (nil for none). Whatever the kernel's source, the guest's disk
+// tools (e2fsprogs and the packages holding its libraries, ~5 MB for
+// bookworm) come from the archive for the guest architecture.
 //
 // A first build of the default kit fetches bookworm's InRelease and
-// Packages index and the cloud kernel package (~27 MB), and decompresses
-// the package in Go: a few seconds on a fast link. A cached kit costs
+// Packages index, the cloud kernel package (~27 MB) and the tools'
+// packages, and decompresses them in Go: a few seconds on a fast link. A cached kit costs
 // verifying the cached InRelease signatures and hashing the inputs (tens
 // of milliseconds) and needs no network: the archive is asked again only
 // when its Release was last checked a day ago (debarchive.DefaultMaxAge),
@@ -82,7 +88,8 @@ type kitMeta struct {
 // set the mirror); a *debarchive.VerificationError naming the file whose
 // signature or digest is wrong (InRelease signature, Packages digest, .deb
 // digest); a package without a kernel, or modules that do not belong to
-// the kernel.
+// the kernel; tool packages that lack a program or a library the
+// programs need (named).
 func Ensure(ctx context.Context, cacheDir string, src Source, guestBinary string, log io.Writer) (*Kit, error) {
 	if log == nil {
 		log = io.Discard
@@ -111,7 +118,16 @@ func Ensure(ctx context.Context, cacheDir string, src Source, guestBinary string
 		os.RemoveAll(o)
 	}
 
-	res, err := src.resolve(ctx, cacheDir, log)
+	clients := src.archiveClients(cacheDir, log)
+	res, err := src.resolveWith(ctx, cacheDir, clients, log)
+	if err != nil {
+		return nil, err
+	}
+	toolsArch, err := debArch(src.arch())
+	if err != nil {
+		return nil, fmt.Errorf("kit tools: %w", err)
+	}
+	tools, err := fetchTools(ctx, clients, cacheDir, toolsArch)
 	if err != nil {
 		return nil, err
 	}
@@ -152,6 +168,9 @@ func Ensure(ctx context.Context, cacheDir string, src Source, guestBinary string
 		for _, m := range mods {
 			fmt.Fprintf(h, "module %s %s %x\n", m.name, m.ko, sha256.Sum256(m.data))
 		}
+	}
+	for _, t := range tools {
+		fmt.Fprintf(h, "tool %s %s\n", t.name, t.sha256)
 	}
 	digest := hex.EncodeToString(h.Sum(nil))
 	dir := filepath.Join(cacheDir, digest)
@@ -201,12 +220,29 @@ func Ensure(ctx context.Context, cacheDir string, src Source, guestBinary string
 		fmt.Fprintf(log, "kit: not modules in this kernel (built in or absent): %s\n", strings.Join(skipped, " "))
 	}
 	fmt.Fprintf(log, "kit: kernel %s, modules in load order: %s\n", release, strings.Join(moduleNames(mods), " "))
+	toolDir := filepath.Join(tmp, "tools")
+	if err := os.Mkdir(toolDir, 0o755); err != nil {
+		return nil, err
+	}
+	tree, err := stageTools(ctx, tools, toolDir)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := selectTools(tree, src.arch(), tools)
+	if err != nil {
+		return nil, err
+	}
+	var toolNames []string
+	for _, t := range tools {
+		toolNames = append(toolNames, t.name+"="+t.version)
+	}
+	fmt.Fprintf(log, "kit: disk tools from %s\n", strings.Join(toolNames, " "))
 
 	f, err := os.Create(filepath.Join(out, initramfsFile))
 	if err != nil {
 		return nil, err
 	}
-	if err := writeInitramfs(f, guest, release, mods); err != nil {
+	if err := writeInitramfs(f, guest, release, mods, entries); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("writing initramfs: %w", err)
 	}
@@ -217,7 +253,7 @@ func Ensure(ctx context.Context, cacheDir string, src Source, guestBinary string
 	if err := f.Close(); err != nil {
 		return nil, err
 	}
-	meta := kitMeta{KernelRelease: release, Source: describe}
+	meta := kitMeta{KernelRelease: release, Source: describe, Tools: toolNames}
 	for _, m := range mods {
 		meta.Modules = append(meta.Modules, m.ko)
 	}
@@ -287,6 +323,7 @@ func loadKit(dir, digest string) (*Kit, error) {
 		KernelRelease: meta.KernelRelease,
 		Digest:        digest,
 		Modules:       meta.Modules,
+		ToolPackages:  meta.Tools,
 	}
 	for _, p := range []string{k.Kernel, k.Initramfs} {
 		if _, err := os.Stat(p); err != nil {

@@ -3,9 +3,11 @@ package kit
 import (
 	"bytes"
 	"context"
+	"debug/elf"
 	"errors"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -127,6 +129,9 @@ func TestEnsureBuildsKit(t *testing.T) {
 	if c, ok := devs["dev/console"]; !ok || c[0]&cpio.ModeType != cpio.TypeChar || c[1] != 5 || c[2] != 1 {
 		t.Errorf("dev/console = %v, want a char node 5,1", c)
 	}
+	if c, ok := devs["dev/null"]; !ok || c[0]&cpio.ModeType != cpio.TypeChar || c[1] != 1 || c[2] != 3 || c[0]&0o777 != 0o666 {
+		t.Errorf("dev/null = %v, want a char node 1,3 mode 0666", c)
+	}
 	if i, j := slices.Index(names, "dev"), slices.Index(names, "init"); len(names) != len(devs) || i < 0 || j < 0 {
 		t.Errorf("the cpio package and the raw scan disagree: %d vs %d entries", len(names), len(devs))
 	}
@@ -169,7 +174,68 @@ func TestEnsureBuildsKit(t *testing.T) {
 			}
 		}
 	}
+	checkTools(t, k, hdrs, data)
 	t.Logf("kernel %s, %d modules: %s; initramfs %d bytes", k.KernelRelease, len(mods), strings.Join(mods, " "), len(raw))
+}
+
+// checkTools checks the disk tools of an initramfs: mke2fs and e2fsck for
+// the kit's architecture, every library they need (transitively) in
+// /tools/lib, and the loader they name at its path.
+func checkTools(t *testing.T, k *Kit, hdrs map[string]*cpio.Header, data map[string][]byte) {
+	t.Helper()
+	if !slices.ContainsFunc(k.ToolPackages, func(s string) bool { return strings.HasPrefix(s, "e2fsprogs=") }) {
+		t.Errorf("kit tool packages %v lack e2fsprogs", k.ToolPackages)
+	}
+	queue := []string{"tools/bin/mke2fs", "tools/bin/e2fsck"}
+	seen := map[string]bool{}
+	interp := ""
+	for len(queue) > 0 {
+		name := queue[0]
+		queue = queue[1:]
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		h, ok := hdrs[name]
+		if !ok || !h.Mode.IsRegular() || h.Mode.Perm() != 0o755 {
+			t.Errorf("initramfs lacks the executable %s (%+v)", name, h)
+			continue
+		}
+		ef, err := elf.NewFile(bytes.NewReader(data[name]))
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if ef.Machine != elfMachines[runtime.GOARCH] {
+			t.Errorf("%s is for %s", name, ef.Machine)
+		}
+		for _, p := range ef.Progs {
+			if p.Type == elf.PT_INTERP {
+				b, _ := io.ReadAll(p.Open())
+				interp = strings.TrimRight(string(b), "\x00")
+			}
+		}
+		libs, _ := ef.ImportedLibraries()
+		for _, l := range libs {
+			if l != path.Base(interp) {
+				queue = append(queue, "tools/lib/"+l)
+			}
+		}
+	}
+	if interp == "" {
+		t.Errorf("the tools name no interpreter")
+	} else if h, ok := hdrs[strings.TrimPrefix(interp, "/")]; !ok || !h.Mode.IsRegular() {
+		t.Errorf("initramfs lacks the loader %s", interp)
+	}
+	for _, c := range []string{"etc/mke2fs.conf", "etc/e2fsck.conf"} {
+		if len(data[c]) == 0 {
+			t.Errorf("initramfs lacks %s", c)
+		}
+	}
+	if !strings.Contains(string(data["etc/mke2fs.conf"]), "ext4 = {") {
+		t.Errorf("etc/mke2fs.conf has no ext4 stanza:\n%s", data["etc/mke2fs.conf"])
+	}
+	t.Logf("tools: %d files from %v, loader %s", len(seen)+1, k.ToolPackages, interp)
 }
 
 func TestEnsureSecondCallIsCached(t *testing.T) {
@@ -439,6 +505,39 @@ func copyTree(src, dst string) error {
 	})
 }
 
+func TestPackageDeps(t *testing.T) {
+	got, err := packageDeps("libblkid1 (>= 2.36), libc6:any (>= 2.34) | libc6.1, libext2fs2 (= 1.47.0-2+b2), libss2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []debDep{{Name: "libblkid1"}, {Name: "libc6"}, {Name: "libext2fs2", Version: "1.47.0-2+b2"}, {Name: "libss2"}}
+	if !slices.Equal(got, want) {
+		t.Errorf("packageDeps = %v, want %v", got, want)
+	}
+	if got, err := packageDeps(" "); err != nil || got != nil {
+		t.Errorf("empty field: %v %v", got, err)
+	}
+}
+
+// TestSelectToolsMissing: a library the programs need that no package
+// has is an error naming it, not a kit whose tools fail in the guest.
+func TestSelectToolsMissing(t *testing.T) {
+	self, err := os.Executable() // an ELF for this architecture that needs no library
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := &toolTree{files: map[string]toolFile{"sbin/e2fsck": {path: self, pkg: "e2fsprogs"}}, symlinks: map[string]string{}}
+	_, err = selectTools(tree, runtime.GOARCH, []toolDeb{{name: "e2fsprogs"}})
+	if err == nil || !strings.Contains(err.Error(), "mke2fs") {
+		t.Errorf("no mke2fs: err = %v", err)
+	}
+	tree.files["sbin/mke2fs"] = toolFile{path: self, pkg: "e2fsprogs"}
+	_, err = selectTools(tree, otherArch(), []toolDeb{{name: "e2fsprogs"}})
+	if err == nil || !strings.Contains(err.Error(), "not "+otherArch()) {
+		t.Errorf("programs for another architecture: err = %v", err)
+	}
+}
+
 func TestKernelImageDep(t *testing.T) {
 	for _, c := range []struct {
 		depends string
@@ -593,5 +692,54 @@ func TestGuestBinary(t *testing.T) {
 	var pe *os.PathError
 	if err := checkGuestFile(filepath.Join(t.TempDir(), "none"), runtime.GOARCH); !errors.As(err, &pe) || !errors.Is(err, syscall.ENOENT) {
 		t.Errorf("absent file: %v", err)
+	}
+}
+
+// TestToolsForOtherArch selects the guest tools for the architecture
+// this host is not, from the archive: the same code must find that
+// architecture's programs, libraries and loader (nothing is hard-coded
+// per architecture).
+func TestToolsForOtherArch(t *testing.T) {
+	testDeb(t) // skips when the archive cannot be reached
+	arch := otherArch()
+	darch, err := debArch(arch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	debs, err := fetchTools(ctx, Source{}.archiveClients(persistentCache(), io.Discard), persistentCache(), darch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := stageTools(ctx, debs, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := selectTools(tree, arch, debs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"tools/bin/mke2fs": false, "tools/bin/e2fsck": false, "tools/lib/libext2fs.so.2": false, "tools/lib/libc.so.6": false}
+	loader := map[string]string{"amd64": "lib64/ld-linux-x86-64.so.2", "arm64": "lib/ld-linux-aarch64.so.1"}[arch]
+	want[loader] = false
+	for _, e := range entries {
+		if _, ok := want[e.name]; ok {
+			want[e.name] = true
+		}
+		if strings.HasPrefix(e.name, "tools/") {
+			ef, err := elf.NewFile(bytes.NewReader(e.data))
+			if err != nil || ef.Machine != elfMachines[arch] {
+				t.Errorf("%s is not an ELF file for %s (%v)", e.name, arch, err)
+			}
+		}
+	}
+	for name, ok := range want {
+		if !ok {
+			t.Errorf("tools for %s lack %s", arch, name)
+		}
+	}
+	if dirs := toolDirs(entries); !slices.Contains(dirs, path.Dir(loader)) {
+		t.Errorf("initramfs directories %v lack the loader's %s", dirs, path.Dir(loader))
 	}
 }

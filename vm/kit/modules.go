@@ -30,6 +30,8 @@ var wantedModules = []string{
 	"9p",
 	"9pnet_virtio",
 	"overlay",
+	// The guest's DHCP client sends and receives on a packet socket.
+	"af_packet",
 	"vsock",
 	"vmw_vsock_virtio_transport",
 	"ext4",

@@ -110,6 +110,11 @@ type resolvedSource struct {
 // needed: packages go to cacheDir/debs, the archive's indices to
 // cacheDir/archive.
 func (s Source) resolve(ctx context.Context, cacheDir string, log io.Writer) (resolvedSource, error) {
+	return s.resolveWith(ctx, cacheDir, s.archiveClients(cacheDir, log), log)
+}
+
+// resolveWith is resolve with the archive's clients given (archiveClients).
+func (s Source) resolveWith(ctx context.Context, cacheDir string, clients []*debarchive.Client, log io.Writer) (resolvedSource, error) {
 	switch {
 	case s.Deb != "" && s.Kernel != "":
 		return resolvedSource{}, errors.New("kit source: set either Deb or Kernel, not both")
@@ -144,7 +149,7 @@ func (s Source) resolve(ctx context.Context, cacheDir string, log io.Writer) (re
 			return resolvedSource{deb: s.Deb}, nil
 		}
 		fmt.Fprintf(log, "kit: %s is a metapackage for %s\n", filepath.Base(s.Deb), dep.Name)
-		return fetchImage(ctx, s.archiveClients(cacheDir, log), cacheDir, ctl["Architecture"], dep)
+		return fetchImage(ctx, clients, cacheDir, ctl["Architecture"], dep)
 	}
 	arch, err := debArch(s.arch())
 	if err != nil {
@@ -154,7 +159,6 @@ func (s Source) resolve(ctx context.Context, cacheDir string, log io.Writer) (re
 	if pkg == "" {
 		pkg = "linux-image-cloud-" + arch
 	}
-	clients := s.archiveClients(cacheDir, log)
 	p, from, err := debarchive.Find(ctx, clients, arch, pkg, "")
 	if err != nil {
 		return resolvedSource{}, archiveError(pkg, arch, err)

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,18 +40,24 @@ type Backend struct {
 	// ProbeCacheDir holds the result of the KVM probe for this host boot;
 	// empty disables caching.
 	ProbeCacheDir string
+	// Net is the IPv4 subnet of the user-mode network, e.g.
+	// "10.0.2.0/24", whose DHCP server gives the guest the 16th address
+	// (.15) with the gateway at .2 and DNS at .3 (QEMU's -netdev
+	// user,net=); empty means $MACHINETOP_QEMU_NET, else QEMU's default
+	// 10.0.2.0/24. The prefix must leave room for those addresses (/28
+	// or shorter).
+	Net string
 }
 
 var _ driver.Backend = (*Backend)(nil)
 
-// GuestNet is the guest's address on QEMU's user-mode network (slirp's
-// fixed 10.0.2.0/24: the guest is .15, the gateway .2, DNS .3).
-const GuestNet = "10.0.2.15/24,10.0.2.2,10.0.2.3"
+// NetEnv is the environment variable that sets Backend.Net.
+const NetEnv = "MACHINETOP_QEMU_NET"
 
 // Features describes the QEMU backend: shares over ShareFS(), SSH
 // forwarded by user-mode networking's hostfwd, VMs that outlive their
 // supervisor, free page reporting and a balloon, virtio-serial for the
-// agent, guests of the host's architecture, a fixed guest address.
+// agent, guests of the host's architecture.
 func (b *Backend) Features() driver.Features {
 	return driver.Features{
 		ShareFS:           b.ShareFS(),
@@ -59,7 +66,6 @@ func (b *Backend) Features() driver.Features {
 		FreePageReporting: true,
 		Balloon:           true,
 		Archs:             []string{runtime.GOARCH},
-		GuestNet:          GuestNet,
 	}
 }
 
@@ -76,9 +82,18 @@ func (b *Backend) binary() (string, error) {
 	}
 	p, err := exec.LookPath(name)
 	if err != nil {
-		return "", fmt.Errorf("%s not found: install QEMU (Debian/Ubuntu: sudo apt-get install qemu-system-x86) or run the README's setup command", name)
+		return "", fmt.Errorf("%s not found: install QEMU with your package manager (%s), or run `make deps`", name, qemuPackages(name))
 	}
 	return p, nil
+}
+
+// qemuPackages names the packages holding the QEMU binary name on the
+// common Linux distributions.
+func qemuPackages(name string) string {
+	if name == "qemu-system-aarch64" {
+		return "Debian and Ubuntu: qemu-system-arm; Fedora: qemu-system-aarch64-core; Arch: qemu-system-aarch64; openSUSE: qemu-arm; Alpine: qemu-system-aarch64"
+	}
+	return "Debian, Ubuntu and Arch: qemu-system-x86; Fedora: qemu-system-x86-core; openSUSE: qemu-x86; Alpine: qemu-system-x86_64"
 }
 
 // Accelerator returns "kvm" when KVM is usable, else "tcg". With Accel
@@ -134,8 +149,11 @@ const (
 )
 
 // Args returns the QEMU command line (without the binary) for spec with
-// the given accelerator. It is exported for the benchmark and tests.
+// the given accelerator. It is exported for the benchmark and tests. A
+// bad Backend.Net is left out here (QEMU's default subnet is used); Start
+// reports it.
 func (b *Backend) Args(spec *driver.Spec, accel string) []string {
+	subnet, _ := b.subnet()
 	memMiB := spec.MemoryBytes >> 20
 	args := []string{
 		"-name", "machinetop-" + spec.Name,
@@ -151,7 +169,7 @@ func (b *Backend) Args(spec *driver.Spec, accel string) []string {
 		"-append", "console="+consoleDevice()+" "+spec.Cmdline,
 		"-chardev", "file,id=console,append=on,path="+spec.ConsoleLog,
 		"-serial", "chardev:console",
-		"-netdev", netdev(spec),
+		"-netdev", netdev(spec, subnet),
 		// romfile= drops the iPXE option ROM: we boot the kernel directly and
 		// the ROM costs about a second under TCG.
 		"-device", "virtio-net-pci,netdev=net0,romfile=",
@@ -177,10 +195,34 @@ func (b *Backend) Args(spec *driver.Spec, accel string) []string {
 	return args
 }
 
-// netdev is QEMU user-mode networking, with the SSH port forwarded from
-// the host's loopback interface only.
-func netdev(spec *driver.Spec) string {
+// subnet returns the user network's subnet (Backend.Net, else
+// $MACHINETOP_QEMU_NET) in CIDR form, "" for QEMU's default, or an error
+// naming the setting that is not a usable IPv4 subnet.
+func (b *Backend) subnet() (string, error) {
+	v, from := b.Net, "the QEMU backend's Net"
+	if v == "" {
+		v, from = os.Getenv(NetEnv), "$"+NetEnv
+	}
+	if v == "" {
+		return "", nil
+	}
+	p, err := netip.ParsePrefix(v)
+	if err != nil || !p.Addr().Is4() {
+		return "", fmt.Errorf("%s=%q is not an IPv4 subnet in CIDR form (e.g. 10.0.2.0/24)", from, v)
+	}
+	if p.Bits() > 28 {
+		return "", fmt.Errorf("%s=%q is too small: the user network needs at least a /28 (the guest is its .15)", from, v)
+	}
+	return p.Masked().String(), nil
+}
+
+// netdev is QEMU user-mode networking on subnet (QEMU's default when ""),
+// with the SSH port forwarded from the host's loopback interface only.
+func netdev(spec *driver.Spec, subnet string) string {
 	n := "user,id=net0"
+	if subnet != "" {
+		n += ",net=" + subnet
+	}
 	if spec.SSHPort > 0 {
 		n += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:22", spec.SSHPort)
 	}
@@ -205,6 +247,9 @@ func (b *Backend) Start(ctx context.Context, spec *driver.Spec) (driver.Instance
 	}
 	accel, err := b.Accelerator(ctx, spec.Kernel)
 	if err != nil {
+		return nil, err
+	}
+	if _, err := b.subnet(); err != nil {
 		return nil, err
 	}
 	for _, f := range []string{agentSock, qmpSock, pidFile} {

@@ -18,21 +18,39 @@ import (
 	"github.com/machinetop/machinetop/vm/driver"
 )
 
-// VirtiofsdPath is where Debian's QEMU package installs the C virtiofsd.
-const VirtiofsdPath = "/usr/lib/qemu/virtiofsd"
+// virtiofsdPaths are where distributions install virtiofsd, which is not
+// on PATH: Debian 12's QEMU (the C virtiofsd), Fedora, openSUSE, Alpine
+// and Debian 13 (/usr/libexec), Arch (/usr/lib). Both the C and the Rust
+// virtiofsd take the options startVirtiofsd passes.
+var virtiofsdPaths = []string{"/usr/lib/qemu/virtiofsd", "/usr/libexec/virtiofsd", "/usr/lib/virtiofsd"}
 
-// ShareFS returns "virtiofs" when this process runs as root and
-// VirtiofsdPath exists (the C virtiofsd cannot run unprivileged), else
-// "9p": QEMU's built-in virtio-9p server, which needs no daemon and runs
-// as the user running QEMU. $MACHINETOP_SHARE_FS=9p forces 9p.
+// virtiofsd returns the virtiofsd binary: $MACHINETOP_VIRTIOFSD, else the
+// first of virtiofsdPaths, else virtiofsd from PATH; "" when there is none.
+func virtiofsd() string {
+	cands := virtiofsdPaths
+	if p := os.Getenv("MACHINETOP_VIRTIOFSD"); p != "" {
+		cands = []string{p}
+	} else if p, err := exec.LookPath("virtiofsd"); err == nil {
+		cands = append(cands, p)
+	}
+	for _, p := range cands {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			return p
+		}
+	}
+	return ""
+}
+
+// ShareFS returns "virtiofs" when this process runs as root and has a
+// virtiofsd (which cannot run unprivileged), else "9p": QEMU's built-in
+// virtio-9p server, which needs no daemon and runs as the user running
+// QEMU. $MACHINETOP_SHARE_FS=9p forces 9p.
 func (b *Backend) ShareFS() string {
 	if os.Getenv("MACHINETOP_SHARE_FS") == driver.Share9P {
 		return driver.Share9P
 	}
-	if os.Geteuid() == 0 {
-		if fi, err := os.Stat(VirtiofsdPath); err == nil && fi.Mode().IsRegular() {
-			return driver.ShareVirtiofs
-		}
+	if os.Geteuid() == 0 && virtiofsd() != "" {
+		return driver.ShareVirtiofs
 	}
 	return driver.Share9P
 }
@@ -96,7 +114,7 @@ func startVirtiofsd(ctx context.Context, spec *driver.Spec) ([]*os.Process, erro
 	for i, s := range spec.Shares {
 		sock := fsSocket(spec.RunDir, i)
 		os.Remove(sock)
-		cmd := exec.Command(VirtiofsdPath, "--socket-path="+sock, "-o", "source="+s.HostPath,
+		cmd := exec.Command(virtiofsd(), "--socket-path="+sock, "-o", "source="+s.HostPath,
 			"-o", "cache=auto", "-o", "log_level=warn")
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

@@ -33,12 +33,13 @@ func (s *supervisor) agentLoop() {
 			s.markPopulated()
 		}
 		g := s.recordGuest(info)
-		ip := s.guestIP(cl)
+		ip, lease := s.guestNet(cl)
 		s.mu.Lock()
 		s.sess = sess
+		s.everReady = true
 		close(s.readyCh)
 		s.mu.Unlock()
-		s.setStatus(func(st *control.Status) { st.AgentReady, st.IP, st.Guest, st.Stage = true, ip, g, "" })
+		s.setStatus(func(st *control.Status) { st.AgentReady, st.IP, st.Lease, st.Guest, st.Stage = true, ip, lease, g, "" })
 
 		clockDone := make(chan struct{})
 		go s.syncClock(cl, clockDone)
@@ -88,22 +89,31 @@ func (s *supervisor) connectAgent() (cl *client.Client, sess *yamux.Session, inf
 	return cl, ys, info, true
 }
 
-// guestIP returns the guest's first IPv4 address as the agent reports it,
-// or "".
-func (s *supervisor) guestIP(cl *client.Client) string {
+// guestNet returns the guest's address and DHCP lease as the agent
+// reports them: the lease's address, else the first IPv4 address of an
+// interface (a guest whose network was set up otherwise), else "".
+func (s *supervisor) guestNet(cl *client.Client) (string, *proto.Lease) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	lease, err := cl.Lease(ctx)
+	if err != nil {
+		return "", nil
+	}
+	if lease != nil {
+		ip, _, _ := strings.Cut(lease.Address, "/")
+		return ip, lease
+	}
 	addrs, err := cl.Network(ctx)
 	if err != nil {
-		return ""
+		return "", nil
 	}
 	for _, a := range addrs {
 		if !a.IPv6 {
 			ip, _, _ := strings.Cut(a.CIDR, "/")
-			return ip
+			return ip, nil
 		}
 	}
-	return ""
+	return "", nil
 }
 
 // markPopulated records that the root disk holds the image, so later boots
@@ -122,6 +132,7 @@ func (s *supervisor) recordGuest(info *proto.Info) *control.GuestFacts {
 	g := &control.GuestFacts{Sudo: info.Sudo, SSHD: info.SSHD}
 	if info.Setup != nil {
 		g.Problems = info.Setup.Problems
+		g.DiskCheck = info.Setup.Disk
 	}
 	atomicfile.WriteJSON(s.dir.Guest(), g)
 	return g

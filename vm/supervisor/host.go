@@ -3,12 +3,10 @@ package supervisor
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -74,25 +72,6 @@ func kitSource(feat driver.Features, cfg *vm.Config) (kit.Source, error) {
 		src.Package = pkg
 	}
 	return src, nil
-}
-
-// checkDisk runs e2fsck -p (preen: replay the journal, fix what is safe)
-// on a stopped machine's disk; exit statuses 0–2 mean the filesystem is
-// fine or was fixed (e2fsck(8)).
-func checkDisk(ctx context.Context, path string) error {
-	fsck, err := vm.LookTool("e2fsck")
-	if err != nil {
-		return fmt.Errorf("e2fsck not found: install e2fsprogs")
-	}
-	out, err := exec.CommandContext(ctx, fsck, "-p", path).CombinedOutput()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) && ee.ExitCode() <= 2 {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("checking the root disk failed (e2fsck -p %s): %w: %s", path, err, out)
-	}
-	return nil
 }
 
 // prepareHost writes the config disk for this boot and picks its shares

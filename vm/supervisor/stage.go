@@ -54,16 +54,6 @@ func (sw *stageWriter) Write(p []byte) (int, error) {
 	return sw.w.Write(p)
 }
 
-// consoleSize returns the console log's size, where this boot's lines
-// will start.
-func (s *supervisor) consoleSize() int64 {
-	fi, err := os.Stat(s.dir.ConsoleLog())
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
-}
-
 // tailConsole makes /init's console lines from offset off the stage until
 // the agent answers or the supervisor ends.
 func (s *supervisor) tailConsole(off int64) {

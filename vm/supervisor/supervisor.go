@@ -65,6 +65,8 @@ type supervisor struct {
 	shares     []driver.Share
 	configDisk *driver.Disk
 	bootInfo   bootInfo
+	// consoleFrom is where this boot's output starts in the console log.
+	consoleFrom int64
 
 	mu      sync.Mutex
 	st      control.Status
@@ -77,6 +79,8 @@ type supervisor struct {
 	// booted is closed once boot has returned, with s.inst set or not.
 	stopBoot context.CancelFunc
 	booted   chan struct{}
+	// everReady is true once the agent answered during this boot.
+	everReady bool
 }
 
 // Run runs the supervisor of cfg's machine in the calling goroutine until
@@ -152,7 +156,23 @@ func Run(ctx context.Context, cfg *vm.Config, opts Options) error {
 	select {
 	case werr := <-exited:
 		s.log.Info("vm exited", "err", werr)
-		s.setStatus(func(st *control.Status) { st.State = control.StateStopped; st.AgentReady = false })
+		s.mu.Lock()
+		ready := s.everReady
+		s.mu.Unlock()
+		fatal := ""
+		if !ready {
+			// The guest gave up before its agent ran: say why.
+			if fatal = guestFatal(s.dir.ConsoleLog(), s.consoleFrom); fatal != "" {
+				fmt.Fprintf(logw, "error: the guest stopped during boot: %s\n", fatal)
+			}
+		}
+		s.setStatus(func(st *control.Status) {
+			st.State = control.StateStopped
+			st.AgentReady = false
+			if fatal != "" {
+				st.Error = "the guest stopped during boot: " + fatal
+			}
+		})
 		close(s.stopped)
 		close(s.done)
 		s.stopWG.Wait()
@@ -191,9 +211,6 @@ func (s *supervisor) spec(k *kit.Kit) *driver.Spec {
 		disks = append(disks, *s.configDisk)
 	}
 	cmdline := fmt.Sprintf("quiet panic=-1 %s=%s", proto.ParamHostname, s.cfg.Name)
-	if s.feat.GuestNet != "" {
-		cmdline += fmt.Sprintf(" %s=%s", proto.ParamNet, s.feat.GuestNet)
-	}
 	sp := &driver.Spec{
 		Name: s.cfg.Name, CPUs: s.cfg.CPUs, MemoryBytes: s.cfg.MemoryBytes,
 		Cmdline:    cmdline,
@@ -230,11 +247,6 @@ func (s *supervisor) boot(ctx context.Context) error {
 		return err
 	}
 	s.setStatus(func(st *control.Status) { st.Accelerator, st.Kernel = accel, k.KernelRelease })
-	s.stage("checking the root disk")
-	// A stop during boot does not interrupt e2fsck halfway.
-	if err := checkDisk(context.WithoutCancel(ctx), s.dir.Disk()); err != nil {
-		return err
-	}
 	if !s.cfg.Populated {
 		if _, err := os.Stat(s.dir.ImageTar()); err != nil {
 			return fmt.Errorf("the image of %s was never unpacked and its copy is gone: delete and re-create the machine", s.cfg.Name)
@@ -247,7 +259,7 @@ func (s *supervisor) boot(ctx context.Context) error {
 	s.configDisk, s.bootInfo = &disk, bi
 	s.saveBootInfo(bi)
 	s.stage("starting the VM")
-	consoleFrom := s.consoleSize()
+	s.consoleFrom = consoleSize(s.dir.ConsoleLog())
 	inst, err := s.be.Start(ctx, s.spec(k))
 	if err != nil {
 		return err
@@ -258,7 +270,7 @@ func (s *supervisor) boot(ctx context.Context) error {
 	s.log.Info("vm started", "pid", inst.PID(), "accel", accel, "kernel", k.KernelRelease)
 	s.running(now, bi)
 	s.stage("booting")
-	go s.tailConsole(consoleFrom)
+	go s.tailConsole(s.consoleFrom)
 	return nil
 }
 
@@ -270,6 +282,7 @@ func (s *supervisor) adopt(ctx context.Context) error {
 	}
 	s.log.Info("adopted running vm", "pid", inst.PID())
 	s.inst = inst
+	s.consoleFrom = consoleSize(s.dir.ConsoleLog())
 	started := time.Now()
 	if b, err := os.ReadFile(s.run.Started()); err == nil {
 		started, _ = time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b)))

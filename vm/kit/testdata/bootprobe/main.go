@@ -1,12 +1,14 @@
 // Command bootprobe is a stand-in /init for the kit's boot test: it loads
 // the modules the kit lists, reports on the console which virtio ports and
-// block devices appeared, and powers the machine off. Every line the test
-// reads starts with "BOOTPROBE ".
+// block devices appeared, formats and checks the disk with serial mt-root
+// using the kit's e2fsprogs, and powers the machine off. Every line the
+// test reads starts with "BOOTPROBE ".
 package main
 
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -61,6 +63,7 @@ func main() {
 	for _, d := range disks {
 		say("block %s", d)
 	}
+	tools(disks)
 	if up, err := os.ReadFile("/proc/uptime"); err == nil {
 		say("uptime %s", strings.Fields(string(up))[0])
 	}
@@ -106,4 +109,35 @@ func poweroff() {
 	// Returning from /init would panic the kernel; with panic=-1 and
 	// QEMU's -no-reboot that also ends the machine.
 	select {}
+}
+
+// tools runs the kit's mke2fs and then e2fsck -fn on the disk with serial
+// mt-root, as the guest's /init does, and reports "mkfs-ok" and "fsck-ok".
+func tools(disks []string) {
+	dev := ""
+	for _, d := range disks {
+		if name, serial, _ := strings.Cut(d, " "); serial == "serial=mt-root" {
+			dev = "/dev/" + name
+		}
+	}
+	if dev == "" {
+		say("error no disk with serial mt-root")
+		return
+	}
+	run := func(what string, argv ...string) bool {
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Env = []string{"LD_LIBRARY_PATH=/tools/lib", "PATH=/tools/bin"}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			say("error %s: %v: %q", what, err, out)
+			return false
+		}
+		return true
+	}
+	if run("mke2fs", "/tools/bin/mke2fs", "-t", "ext4", "-q", "-F", "-E", "nodiscard", dev) {
+		say("mkfs-ok")
+		if run("e2fsck", "/tools/bin/e2fsck", "-fn", dev) {
+			say("fsck-ok")
+		}
+	}
 }
