@@ -121,7 +121,36 @@ func (s *Server) metrics() (*proto.Metrics, error) {
 			m.UptimeSec, _ = strconv.ParseFloat(f[0], 64)
 		}
 	}
+	m.NetRxBytes, m.NetTxBytes = netTotals("/proc/net/dev")
 	return m, nil
+}
+
+// netTotals sums the receive and transmit bytes of every interface but lo
+// in path (format: proc(5) /proc/net/dev: two header lines, then
+// "iface: rx_bytes packets ... tx_bytes ..." with tx_bytes the 9th
+// number). A missing file gives zeros.
+func netTotals(path string) (rx, tx uint64) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		name, rest, ok := strings.Cut(line, ":")
+		if !ok || strings.TrimSpace(name) == "lo" {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) < 9 {
+			continue
+		}
+		r, err1 := strconv.ParseUint(f[0], 10, 64)
+		t, err2 := strconv.ParseUint(f[8], 10, 64)
+		if err1 == nil && err2 == nil {
+			rx += r
+			tx += t
+		}
+	}
+	return rx, tx
 }
 
 // readKV reads "Key:   value kB" lines into a map of the numbers.

@@ -214,6 +214,11 @@ type Metrics struct {
 	DiskUsed     uint64     `json:"diskUsed"`
 	Load         [3]float64 `json:"load"`
 	UptimeSec    float64    `json:"uptimeSec"` // seconds since guest boot
+
+	// Network totals since boot over every interface but loopback
+	// (/proc/net/dev), bytes.
+	NetRxBytes uint64 `json:"netRxBytes"`
+	NetTxBytes uint64 `json:"netTxBytes"`
 }
 
 // Address is one IP address of a guest network interface.
