@@ -117,7 +117,9 @@ func (s *Server) copyOut(conn net.Conn, req *proto.CopyRequest) {
 		return
 	}
 	answered := false
-	w := &proto.DataWriter{W: conn}
+	// Whole frames per write: fewer, larger yamux frames on the channel.
+	bw := bufio.NewWriterSize(conn, proto.MaxFrame+5)
+	w := &proto.DataWriter{W: bw}
 	err = asUser(req, func() error {
 		fi, err := os.Lstat(src)
 		if err != nil {
@@ -128,7 +130,7 @@ func (s *Server) copyOut(conn net.Conn, req *proto.CopyRequest) {
 			return err
 		}
 		answered = true
-		if err := proto.WriteLine(conn, proto.Response{Copy: &proto.CopyInfo{Size: size, IsDir: fi.IsDir()}}); err != nil {
+		if err := proto.WriteLine(bw, proto.Response{Copy: &proto.CopyInfo{Size: size, IsDir: fi.IsDir()}}); err != nil {
 			return err
 		}
 		return tarcopy.Write(w, src)
@@ -138,4 +140,5 @@ func (s *Server) copyOut(conn net.Conn, req *proto.CopyRequest) {
 		return
 	}
 	w.End(err)
+	bw.Flush()
 }

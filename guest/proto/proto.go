@@ -202,8 +202,9 @@ type Info struct {
 }
 
 // Metrics is a sample of the guest's resource use. Memory and disk figures
-// are bytes; CPUPercent is 0..100*NumCPU over the interval since the previous
-// sample taken by the agent (the first call measures over 200 ms).
+// are bytes; CPUPercent is 0..100*NumCPU over the interval since the
+// previous sample taken by the agent (the first call, and one over 10 s
+// after the previous, measures over 200 ms).
 type Metrics struct {
 	MemTotal     uint64     `json:"memTotal"`
 	MemUsed      uint64     `json:"memUsed"`
