@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -80,5 +81,64 @@ func TestCopyRoundTrip(t *testing.T) {
 	// The channel still works after failures.
 	if _, err := c.Ping(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCopyAsUser checks that the agent, as root, reads and writes with the
+// rights of the requested user, not its own.
+func TestCopyAsUser(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root: the agent switches its filesystem identity")
+	}
+	c := connectNew(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	src := filepath.Join(t.TempDir(), "f")
+	os.WriteFile(src, []byte("data"), 0o644)
+	nobody := proto.CopyRequest{UID: 65534, GID: 65534}
+
+	// Under /tmp itself: t.TempDir's parent is 0700, closed to uid 65534.
+	base, err := os.MkdirTemp("", "agent-copy-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755)
+	closed := filepath.Join(base, "closed") // root's, 0755
+	os.Mkdir(closed, 0o755)
+	req := nobody
+	req.Path = closed + "/"
+	err = c.CopyIn(ctx, src, req, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "permission denied") {
+		t.Fatalf("copy into a root-owned directory as uid 65534: %v, want permission denied", err)
+	}
+	if _, err := os.Lstat(filepath.Join(closed, "f")); err == nil {
+		t.Fatal("the file was created anyway")
+	}
+
+	open := filepath.Join(base, "open")
+	os.Mkdir(open, 0o777)
+	os.Chmod(open, 0o777)
+	req.Path = open
+	if err := c.CopyIn(ctx, src, req, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(open, "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != 65534 || st.Gid != 65534 {
+		t.Errorf("copied file owned by %d:%d, want 65534:65534", st.Uid, st.Gid)
+	}
+
+	secret := filepath.Join(open, "secret")
+	os.WriteFile(secret, []byte("s"), 0o600) // root's
+	req.Path = secret
+	if err := c.CopyOut(ctx, req, t.TempDir(), nil, nil); err == nil || !strings.Contains(err.Error(), "permission denied") {
+		t.Errorf("reading root's 0600 file as uid 65534: %v, want permission denied", err)
+	}
+	// The agent's own identity is untouched.
+	if os.Geteuid() != 0 {
+		t.Fatal("the agent lost root")
 	}
 }
