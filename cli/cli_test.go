@@ -214,7 +214,7 @@ func TestUnknownCommandsAndArguments(t *testing.T) {
 	}{
 		{[]string{"machine", "frobnicate"}, []string{`unknown command "frobnicate" for "machinetop machine"`, "See 'machinetop machine --help'."}},
 		{[]string{"machine", "exec"}, []string{`unknown command "exec" for "machinetop machine"`}},
-		{[]string{"machine", "cp"}, []string{`unknown command "cp"`}},
+		{[]string{"machine", "cp"}, []string{"missing SRC DST", "usage: machinetop machine cp [flags] SRC DST"}},
 		{[]string{"image", "inspect"}, []string{`unknown command "inspect" for "machinetop image"`}},
 		{[]string{"machine", "lst"}, []string{`did you mean "list"`}},
 		{[]string{"imag", "ls"}, []string{`unknown command "imag" for "machinetop"`, `did you mean "image"?`}},

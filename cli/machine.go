@@ -31,7 +31,8 @@ func newMachineCmd() *cobra.Command {
 	}
 	c.AddCommand(newCreateCmd(), newRunCmd(), newListCmd(), newInspectCmd(),
 		newStartCmd(), newStopCmd(), newRestartCmd(), newDeleteCmd(),
-		newLogsCmd(), newSetCmd(), newSetDefaultCmd(), newSSHConfigCmd())
+		newLogsCmd(), newSetCmd(), newSetDefaultCmd(), newSSHConfigCmd(),
+		newCpCmd(), newStatsCmd())
 	return c
 }
 

@@ -18,11 +18,17 @@ import (
 // firstSampleInterval is how long the first metrics call measures CPU use.
 const firstSampleInterval = 200 * time.Millisecond
 
+// staleSample is the age past which the previous CPU sample is too old to
+// measure from (it would average over minutes or hours), so a new one is
+// taken over firstSampleInterval.
+const staleSample = 10 * time.Second
+
 // cpuSample is the aggregate "cpu" line of /proc/stat (proc(5)), in clock
-// ticks.
+// ticks, and when it was read.
 type cpuSample struct {
 	total, idle uint64
 	ncpu        int
+	at          time.Time
 }
 
 func readCPU() (*cpuSample, error) {
@@ -31,7 +37,7 @@ func readCPU() (*cpuSample, error) {
 		return nil, err
 	}
 	defer f.Close()
-	s := &cpuSample{}
+	s := &cpuSample{at: time.Now()}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
@@ -61,13 +67,14 @@ func readCPU() (*cpuSample, error) {
 	return s, sc.Err()
 }
 
-// cpuPercent returns the CPU use since the previous call (the first call
-// samples over firstSampleInterval), 0..100*ncpu.
+// cpuPercent returns the CPU use since the previous call (the first call,
+// and one more than staleSample after the previous, samples over
+// firstSampleInterval), 0..100*ncpu.
 func (s *Server) cpuPercent() (float64, int, error) {
 	s.cpuMu.Lock()
 	defer s.cpuMu.Unlock()
 	prev := s.lastCPU
-	if prev == nil {
+	if prev == nil || time.Since(prev.at) > staleSample {
 		var err error
 		if prev, err = readCPU(); err != nil {
 			return 0, 0, err
@@ -121,7 +128,36 @@ func (s *Server) metrics() (*proto.Metrics, error) {
 			m.UptimeSec, _ = strconv.ParseFloat(f[0], 64)
 		}
 	}
+	m.NetRxBytes, m.NetTxBytes = netTotals("/proc/net/dev")
 	return m, nil
+}
+
+// netTotals sums the receive and transmit bytes of every interface but lo
+// in path (format: proc(5) /proc/net/dev: two header lines, then
+// "iface: rx_bytes packets ... tx_bytes ..." with tx_bytes the 9th
+// number). A missing file gives zeros.
+func netTotals(path string) (rx, tx uint64) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		name, rest, ok := strings.Cut(line, ":")
+		if !ok || strings.TrimSpace(name) == "lo" {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) < 9 {
+			continue
+		}
+		r, err1 := strconv.ParseUint(f[0], 10, 64)
+		t, err2 := strconv.ParseUint(f[8], 10, 64)
+		if err1 == nil && err2 == nil {
+			rx += r
+			tx += t
+		}
+	}
+	return rx, tx
 }
 
 // readKV reads "Key:   value kB" lines into a map of the numbers.

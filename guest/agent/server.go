@@ -86,6 +86,16 @@ func (s *Server) serveStream(conn net.Conn) {
 			return
 		}
 		s.exec(conn, br, req.Exec)
+	case proto.OpCopyIn, proto.OpCopyOut:
+		if req.Copy == nil {
+			proto.WriteLine(conn, proto.Response{Error: "copy: missing copy arguments"})
+			return
+		}
+		if req.Op == proto.OpCopyIn {
+			s.copyIn(conn, br, req.Copy)
+		} else {
+			s.copyOut(conn, req.Copy)
+		}
 	case proto.OpShutdown:
 		reboot := req.Shutdown != nil && req.Shutdown.Reboot
 		proto.WriteLine(conn, proto.Response{})

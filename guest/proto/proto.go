@@ -60,6 +60,8 @@ const (
 	OpShutdown Op = "shutdown" // Request.Shutdown; the guest answers, then powers off or reboots
 	OpSetTime  Op = "settime"  // Request.UnixNano: set the guest clock
 	OpTime     Op = "time"     // Response.UnixNano: read the guest clock
+	OpCopyIn   Op = "copyin"   // Request.Copy; tar frames from the host follow (see CopyRequest)
+	OpCopyOut  Op = "copyout"  // Request.Copy; Response.Copy, then tar frames to the host
 )
 
 // Request is the first line written on every stream.
@@ -68,6 +70,50 @@ type Request struct {
 	Exec     *ExecRequest  `json:"exec,omitempty"`
 	Shutdown *ShutdownArgs `json:"shutdown,omitempty"`
 	UnixNano int64         `json:"unixNano,omitempty"`
+	Copy     *CopyRequest  `json:"copy,omitempty"`
+}
+
+// CopyRequest is the guest side of a `machine cp`. The archive is a tar
+// stream in package tarcopy's format, carried as FrameData frames and
+// ended by FrameEnd.
+//
+// OpCopyIn: the guest resolves where the copy lands (tarcopy.Target of
+// Path, Base and IsDir) and answers a Response line (Error when Path cannot
+// take the copy); the host then sends the archive; the guest unpacks it as
+// it arrives and, after the host's FrameEnd, answers a second Response
+// line (Error when unpacking failed).
+//
+// OpCopyOut: the guest answers a Response line with Copy set (or Error
+// when Path cannot be read), then sends the archive of Path and a FrameEnd
+// whose CopyEnd says whether it was complete.
+//
+// Files are read and written with the filesystem rights of UID and GID (or
+// User, as in ExecRequest) and that user's groups; as root (UID 0) the
+// archive's owners are applied on OpCopyIn.
+type CopyRequest struct {
+	// Path is the absolute guest path: the source (OpCopyOut) or the
+	// destination (OpCopyIn).
+	Path string `json:"path"`
+	UID  uint32 `json:"uid"`
+	GID  uint32 `json:"gid"`
+	User string `json:"user,omitempty"`
+	// Base is the source's base name and IsDir whether it is a directory
+	// (OpCopyIn), for tarcopy.Target.
+	Base  string `json:"base,omitempty"`
+	IsDir bool   `json:"isDir,omitempty"`
+}
+
+// CopyInfo answers OpCopyOut before the archive: the regular-file bytes
+// it will carry (tarcopy.Size) and whether the source is a directory.
+type CopyInfo struct {
+	Size  int64 `json:"size"`
+	IsDir bool  `json:"isDir,omitempty"`
+}
+
+// CopyEnd is FrameEnd's JSON payload: Error is empty when the archive
+// before it is complete.
+type CopyEnd struct {
+	Error string `json:"error,omitempty"`
 }
 
 // ShutdownArgs selects poweroff (the default) or reboot.
@@ -128,6 +174,8 @@ type Response struct {
 	// UnixNano answers OpTime: the guest's CLOCK_REALTIME, nanoseconds
 	// since the Unix epoch.
 	UnixNano int64 `json:"unixNano,omitempty"`
+	// Copy answers OpCopyOut.
+	Copy *CopyInfo `json:"copy,omitempty"`
 }
 
 // Info describes the agent and the guest it runs in.
@@ -158,8 +206,9 @@ type Info struct {
 }
 
 // Metrics is a sample of the guest's resource use. Memory and disk figures
-// are bytes; CPUPercent is 0..100*NumCPU over the interval since the previous
-// sample taken by the agent (the first call measures over 200 ms).
+// are bytes; CPUPercent is 0..100*NumCPU over the interval since the
+// previous sample taken by the agent (the first call, and one over 10 s
+// after the previous, measures over 200 ms).
 type Metrics struct {
 	MemTotal     uint64     `json:"memTotal"`
 	MemUsed      uint64     `json:"memUsed"`
@@ -170,6 +219,11 @@ type Metrics struct {
 	DiskUsed     uint64     `json:"diskUsed"`
 	Load         [3]float64 `json:"load"`
 	UptimeSec    float64    `json:"uptimeSec"` // seconds since guest boot
+
+	// Network totals since boot over every interface but loopback
+	// (/proc/net/dev), bytes.
+	NetRxBytes uint64 `json:"netRxBytes"`
+	NetTxBytes uint64 `json:"netTxBytes"`
 }
 
 // Address is one IP address of a guest network interface.
@@ -214,6 +268,12 @@ const (
 	FrameSignal     FrameType = 5 // host→guest: JSON Signal
 	FrameExit       FrameType = 6 // guest→host: JSON ExitStatus; the last frame
 	FrameStarted    FrameType = 7 // guest→host: JSON Started; the first frame
+)
+
+// Frames of OpCopyIn and OpCopyOut streams (either direction).
+const (
+	FrameData FrameType = 8 // archive bytes
+	FrameEnd  FrameType = 9 // JSON CopyEnd; the last frame of an archive
 )
 
 // MaxFrame is the largest payload a Frame may carry (bytes).
@@ -315,4 +375,80 @@ func ReadLine(br *bufio.Reader, v any) error {
 		return fmt.Errorf("proto: bad JSON line: %w", err)
 	}
 	return nil
+}
+
+// DataWriter sends the bytes written to it as FrameData frames of at most
+// MaxFrame bytes; End sends FrameEnd. It is not safe for concurrent use.
+type DataWriter struct{ W io.Writer }
+
+// Write sends p as one or more FrameData frames.
+func (d *DataWriter) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		c := min(len(p), MaxFrame)
+		if err := WriteFrame(d.W, FrameData, p[:c]); err != nil {
+			return n, err
+		}
+		n += c
+		p = p[c:]
+	}
+	return n, nil
+}
+
+// End sends FrameEnd carrying failure's message (nil: the archive is
+// complete).
+func (d *DataWriter) End(failure error) error {
+	var e CopyEnd
+	if failure != nil {
+		e.Error = failure.Error()
+	}
+	return WriteJSONFrame(d.W, FrameEnd, e)
+}
+
+// DataReader reads the bytes of FrameData frames from R until FrameEnd:
+// then Read returns io.EOF, or an *EndError when the sender reported a
+// failure. Any other frame type is an error.
+type DataReader struct {
+	R    io.Reader
+	buf  []byte
+	done error
+}
+
+// EndError is a failure the sender of an archive reported in FrameEnd.
+type EndError struct{ Msg string }
+
+// Error returns the sender's message.
+func (e *EndError) Error() string { return e.Msg }
+
+// Read implements io.Reader.
+func (d *DataReader) Read(p []byte) (int, error) {
+	for len(d.buf) == 0 {
+		if d.done != nil {
+			return 0, d.done
+		}
+		t, b, err := ReadFrame(d.R)
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		switch {
+		case err != nil:
+			d.done = err
+		case t == FrameData:
+			d.buf = b
+		case t == FrameEnd:
+			var e CopyEnd
+			if err := json.Unmarshal(b, &e); err != nil {
+				d.done = fmt.Errorf("proto: bad end frame: %w", err)
+			} else if e.Error != "" {
+				d.done = &EndError{Msg: e.Error}
+			} else {
+				d.done = io.EOF
+			}
+		default:
+			d.done = fmt.Errorf("proto: unexpected frame type %d in an archive", t)
+		}
+	}
+	n := copy(p, d.buf)
+	d.buf = d.buf[n:]
+	return n, nil
 }
