@@ -21,6 +21,9 @@ func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code
 // process exit status: 0 on success, the command's own status for
 // `machine run`, 1 for other errors (printed to stderr as "machinetop: …").
 func Main(args []string) int {
+	if code, ok := helper(args); ok {
+		return code
+	}
 	root := NewRootCmd()
 	root.SetArgs(args)
 	err := root.Execute()
