@@ -49,7 +49,7 @@ func (m *Manager) orphanRunning(cfg *Config) bool {
 
 // supervisorAlive reports whether a supervisor holds the machine's lock.
 func (m *Manager) supervisorAlive(name string) bool {
-	l := flock.New(m.Dir(name).SupervisorLock())
+	l := flock.New(m.Dir(name).SupervisorLock(), flock.SetFlag(layout.LockFlag))
 	ok, err := l.TryLock()
 	if err != nil {
 		return false
@@ -192,7 +192,8 @@ func (m *Manager) spawn(cfg *Config) (<-chan error, error) {
 			return nil, err
 		}
 	}
-	logf, err := os.OpenFile(m.SupervisorLog(cfg.Name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	dir := m.Dir(cfg.Name)
+	logf, err := dir.Open(dir.SupervisorLog(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +252,7 @@ func (m *Manager) Stop(ctx context.Context, cfg *Config, timeout time.Duration) 
 		}
 	}
 	// The VM is gone; the supervisor releases its lock as it exits.
-	l := flock.New(m.Dir(cfg.Name).SupervisorLock())
+	l := flock.New(m.Dir(cfg.Name).SupervisorLock(), flock.SetFlag(layout.LockFlag))
 	ok, err := l.TryLockContext(sctx, 10*time.Millisecond)
 	if !ok || err != nil {
 		return fmt.Errorf("stopping %s: the supervisor did not exit", cfg.Name)
