@@ -105,9 +105,17 @@ func (m *Manager) Start(ctx context.Context, cfg *Config) error {
 		// The supervisor's socket appears once it has taken the machine;
 		// its watch stream then says when the agent is ready.
 		var result error
+		first, stale := true, false
 		werr := control.Watch(ctx, run.Control(), func(st *control.Status) bool {
+			defer func() { first = false }()
 			switch {
 			case st.AgentReady:
+				return false
+			case st.State == StateStopped && st.Error != "" && first && exited == nil:
+				// A supervisor we did not start, whose boot had already
+				// failed before we asked (it lingers a moment so that its
+				// starter reads the error): not a start in progress.
+				stale = true
 				return false
 			case st.State == StateStopped && st.Error != "":
 				result = fmt.Errorf("starting %s: %w: %s", cfg.Name, ErrStartFailed, st.Error)
@@ -118,6 +126,15 @@ func (m *Manager) Start(ctx context.Context, cfg *Config) error {
 			}
 			return true
 		})
+		if werr == nil && stale {
+			if err := m.waitSupervisorGone(ctx, cfg.Name); err != nil {
+				return err
+			}
+			if exited, err = m.spawn(cfg); err != nil {
+				return err
+			}
+			continue
+		}
 		if werr == nil {
 			return result
 		}
@@ -142,6 +159,16 @@ func (m *Manager) Start(ctx context.Context, cfg *Config) error {
 			return m.startFailure(cfg.Name, nil)
 		}
 	}
+}
+
+// waitSupervisorGone waits until no supervisor holds the machine's lock.
+func (m *Manager) waitSupervisorGone(ctx context.Context, name string) error {
+	l := flock.New(m.Dir(name).SupervisorLock(), flock.SetFlag(layout.LockFlag))
+	ok, err := l.TryLockContext(ctx, 10*time.Millisecond)
+	if !ok || err != nil {
+		return fmt.Errorf("starting %s: the supervisor of a failed start did not exit: %w", name, ctx.Err())
+	}
+	return l.Unlock()
 }
 
 // startFailure explains a supervisor that exited during Start, with the
