@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The checks of this file are what a hostile guest tries against
@@ -49,6 +50,10 @@ func runtimeDir() string {
 // All of it must fail, and the host's files stay as they were. mode names
 // the home mount for messages.
 func testStateHidden(t *testing.T, e *env, name, mode, victim string) {
+	start := time.Now()
+	defer func() {
+		t.Logf("state hidden with --home-mount %s: %v", mode, time.Since(start).Round(time.Millisecond))
+	}()
 	rel, err := filepath.Rel(e.home, e.data)
 	if err != nil || strings.HasPrefix(rel, "..") {
 		t.Fatalf("the data directory %s is not inside the shared home %s: the test would prove nothing", e.data, e.home)
@@ -128,6 +133,8 @@ func testRuntimeHidden(t *testing.T, e *env, name string) {
 // file. The start must refuse each, naming the link, and leave the host
 // file untouched; the machine starts once the files are back.
 func testNoFollow(t *testing.T, e *env, name, dir, victim string, content []byte) {
+	start := time.Now()
+	defer func() { t.Logf("planted links refused: %v", time.Since(start).Round(time.Millisecond)) }()
 	for _, f := range []string{"console.log", "disk.img"} {
 		p := filepath.Join(dir, f)
 		if err := os.Rename(p, p+".kept"); err != nil {
