@@ -35,6 +35,9 @@ func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code
 // `machine run`, ExitFailure for any error of machinetop's own, printed to
 // stderr as "machinetop: …" lines.
 func Main(args []string) int {
+	if code, ok := helper(args); ok {
+		return code
+	}
 	root := NewRootCmd()
 	root.SetArgs(args)
 	err := root.Execute()

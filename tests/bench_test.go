@@ -124,20 +124,40 @@ func rawBoot(t *testing.T, e *env, rounds int) time.Duration {
 	if err != nil {
 		t.Fatal(err)
 	}
+	open := func(path string, flag int) *os.File {
+		f, err := os.OpenFile(path, flag, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
 	var times []time.Duration
 	for i := range rounds {
 		run := filepath.Join(dir, fmt.Sprint("run", i))
 		os.MkdirAll(run, 0o700)
-		spec := &driver.Spec{Name: "rawbench", CPUs: 1, MemoryBytes: vm.GiB, Kernel: kernels[0], Initramfs: initrd,
-			Cmdline: "quiet panic=-1", ConsoleLog: filepath.Join(run, "console.log"), RunDir: run}
+		consoleLog := filepath.Join(run, "console.log")
+		spec := &driver.Spec{Name: "rawbench", CPUs: 1, MemoryBytes: vm.GiB,
+			Kernel: open(kernels[0], os.O_RDONLY), Initramfs: open(initrd, os.O_RDONLY),
+			Cmdline: "quiet panic=-1", Console: open(consoleLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE), RunDir: run}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		q := exec.CommandContext(ctx, "qemu-system-x86_64", be.Args(spec, accel)...)
+		q, release, err := be.Command(spec, accel)
+		if err != nil {
+			t.Fatal(err)
+		}
 		start := time.Now()
 		if err := q.Start(); err != nil {
 			t.Fatal(err)
 		}
+		release()
+		spec.Kernel.Close()
+		spec.Initramfs.Close()
+		spec.Console.Close()
+		go func() {
+			<-ctx.Done()
+			q.Process.Kill()
+		}()
 		for {
-			b, _ := os.ReadFile(spec.ConsoleLog)
+			b, _ := os.ReadFile(consoleLog)
 			if strings.Contains(string(b), "TRIVIAL-INIT-UP") {
 				times = append(times, time.Since(start))
 				break

@@ -278,6 +278,8 @@ func testLifecycle(t *testing.T, e *env, image, name string, systemd bool) {
 
 	testRunningCLI(t, e, image, name, systemd)
 	testUserAndShares(t, e, name, systemd)
+	victim, victimContent := victimFile(t)
+	testStateHidden(t, e, name, "rw", victim)
 	if systemd {
 		testSSH(t, e, name)
 		testPTY(t, e, name)
@@ -296,18 +298,24 @@ func testLifecycle(t *testing.T, e *env, image, name string, systemd bool) {
 
 	// Data survives restart and stop+start.
 	e.mustRun(name, "sh", "-c", "echo kept-across-boots > /root/persist.txt && sync")
-	e.must("machine", "set", "-n", name, "home-mount=ro")
+	// Read-only home, and the directory holding machinetop's runtime
+	// directory shared too.
+	e.must("machine", "set", "-n", name, "home-mount=ro", "mounts="+filepath.Dir(runtimeDir())+":/hostrun:ro")
 	e.must("machine", "restart", name)
 	if out := e.mustRun(name, "cat", "/root/persist.txt"); out != "kept-across-boots\n" {
 		t.Fatalf("after restart: %q", out)
 	}
+	checkUntouched(t, victim, victimContent)
 	testReadOnlyHome(t, e, name, systemd)
+	testStateHidden(t, e, name, "ro", victim)
+	testRuntimeHidden(t, e, name)
 	e.must("machine", "set", "-n", name, "home-mount=none", "mounts="+filepath.Join(e.home, "proj"))
 	e.must("machine", "stop", name)
 	if m := e.inspect(name); m.Status != "stopped" {
 		t.Fatalf("after stop: %s", m.Status)
 	}
 	checkDisk(t, filepath.Join(m.Dir, "disk.img"))
+	testNoFollow(t, e, name, m.Dir, victim, victimContent)
 	e.must("machine", "start", name)
 	if out := e.mustRun(name, "cat", "/root/persist.txt"); out != "kept-across-boots\n" {
 		t.Fatalf("after stop+start: %q", out)

@@ -105,7 +105,9 @@ func setup() error {
 // env is one user's machinetop installation: its own data directory, and
 // the home directory machinetop sees ($HOME): the user's own as the
 // ordinary user, a scratch one under /home as root (so that no test
-// shares or writes root's real home).
+// shares or writes root's real home). The data directory lies inside the
+// home, where it is by default (~/.local/share/machinetop), so that every
+// machine sharing the home shares the directory machinetop must hide.
 type env struct {
 	t    *testing.T
 	data string
@@ -116,17 +118,20 @@ type env struct {
 }
 
 func newEnv(t *testing.T) *env {
-	dir, err := os.MkdirTemp("", "mt-data-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, data: dir, home: os.Getenv("HOME")}
-	if os.Getuid() == 0 || e.home == "" {
+	e := &env{t: t, home: os.Getenv("HOME")}
+	var err error
+	scratchHome := os.Getuid() == 0 || e.home == ""
+	if scratchHome {
 		if e.home, err = os.MkdirTemp("/home", "mt-e2e-"); err != nil {
 			t.Fatal(err)
 		}
-		home := e.home
-		t.Cleanup(func() { os.RemoveAll(home) })
+	}
+	share := filepath.Join(e.home, ".local", "share")
+	if err := os.MkdirAll(share, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if e.data, err = os.MkdirTemp(share, "machinetop-e2e-"); err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		// Stop whatever the test left running, then remove the data.
@@ -134,10 +139,13 @@ func newEnv(t *testing.T) *env {
 		for _, n := range strings.Fields(out) {
 			e.mt(nil, "machine", "rm", "-f", n)
 		}
-		if !*keepDir && !t.Failed() {
-			os.RemoveAll(dir)
-		} else {
-			t.Logf("data directory kept: %s", dir)
+		if *keepDir || t.Failed() {
+			t.Logf("data directory kept: %s", e.data)
+			return
+		}
+		os.RemoveAll(e.data)
+		if scratchHome {
+			os.RemoveAll(e.home)
 		}
 	})
 	return e

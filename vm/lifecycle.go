@@ -49,7 +49,7 @@ func (m *Manager) orphanRunning(cfg *Config) bool {
 
 // supervisorAlive reports whether a supervisor holds the machine's lock.
 func (m *Manager) supervisorAlive(name string) bool {
-	l := flock.New(m.Dir(name).SupervisorLock())
+	l := flock.New(m.Dir(name).SupervisorLock(), flock.SetFlag(layout.LockFlag))
 	ok, err := l.TryLock()
 	if err != nil {
 		return false
@@ -123,13 +123,21 @@ func (m *Manager) StartProgress(ctx context.Context, cfg *Config, onStage func(s
 		// The supervisor's socket appears once it has taken the machine;
 		// its watch stream then says when the agent is ready.
 		var result error
+		first, stale := true, false
 		werr := control.Watch(ctx, run.Control(), func(st *control.Status) bool {
 			if onStage != nil && st.Stage != "" && st.Stage != lastStage {
 				lastStage = st.Stage
 				onStage(st.Stage)
 			}
+			defer func() { first = false }()
 			switch {
 			case st.AgentReady && st.State == StateRunning:
+				return false
+			case st.State == StateStopped && st.Error != "" && first && exited == nil:
+				// A supervisor we did not start, whose boot had already
+				// failed before we asked (it lingers a moment so that its
+				// starter reads the error): not a start in progress.
+				stale = true
 				return false
 			case st.State == StateStopped && st.Error != "":
 				result = fmt.Errorf("starting %s: %w: %s", cfg.Name, ErrStartFailed, st.Error)
@@ -140,6 +148,15 @@ func (m *Manager) StartProgress(ctx context.Context, cfg *Config, onStage func(s
 			}
 			return true
 		})
+		if werr == nil && stale {
+			if err := m.waitReleased(ctx, cfg.Name); err != nil {
+				return fmt.Errorf("starting %s: the supervisor of a failed start did not exit: %w", cfg.Name, err)
+			}
+			if exited, err = m.spawn(cfg); err != nil {
+				return err
+			}
+			continue
+		}
 		if werr == nil {
 			return result
 		}
@@ -267,7 +284,8 @@ func (m *Manager) spawn(cfg *Config) (<-chan error, error) {
 			return nil, err
 		}
 	}
-	logf, err := os.OpenFile(m.SupervisorLog(cfg.Name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	dir := m.Dir(cfg.Name)
+	logf, err := dir.Open(dir.SupervisorLog(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -335,7 +353,7 @@ func (m *Manager) Stop(ctx context.Context, cfg *Config, timeout time.Duration) 
 // waitReleased waits until the supervisor of the machine name has exited
 // (released its lock), or ctx ends.
 func (m *Manager) waitReleased(ctx context.Context, name string) error {
-	l := flock.New(m.Dir(name).SupervisorLock())
+	l := flock.New(m.Dir(name).SupervisorLock(), flock.SetFlag(layout.LockFlag))
 	ok, err := l.TryLockContext(ctx, 10*time.Millisecond)
 	if !ok || err != nil {
 		return fmt.Errorf("the supervisor did not exit")

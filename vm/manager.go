@@ -84,7 +84,7 @@ func (m *Manager) lock() (*flock.Flock, error) {
 	if err := os.MkdirAll(m.Data.Machines(), 0o700); err != nil {
 		return nil, err
 	}
-	l := flock.New(m.Data.MachinesLock())
+	l := flock.New(m.Data.MachinesLock(), flock.SetFlag(layout.LockFlag))
 	if err := l.Lock(); err != nil {
 		return nil, fmt.Errorf("locking %s: %w", m.Data.Machines(), err)
 	}

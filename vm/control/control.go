@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/machinetop/machinetop/guest/proto"
+	"github.com/machinetop/machinetop/vm/layout"
 )
 
 // Op is a control operation.
@@ -293,13 +294,10 @@ func ReadLine(c io.Reader, v any) error {
 func WriteResponse(w io.Writer, r Response) error { return proto.WriteLine(w, r) }
 
 // Listen listens on a unix socket at path that only the current user can
-// connect to (created with mode 0600; its directory must be 0700). A stale
-// socket file at path is replaced.
+// connect to (layout.ListenUnix: mode 0600; its directory must be 0700). A
+// stale socket file at path is replaced.
 func Listen(path string) (net.Listener, error) {
-	os.Remove(path)
-	old := syscall.Umask(0o177)
-	ln, err := net.Listen("unix", path)
-	syscall.Umask(old)
+	ln, err := layout.ListenUnix(path)
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 )
 
 // Backend starts virtual machines. A Backend is used by the supervisor
@@ -81,31 +82,58 @@ type Features struct {
 	// Archs are the guest architectures the backend can run on this host,
 	// as GOARCH names ("amd64", "arm64").
 	Archs []string
+	// HideState is true when the backend keeps Spec.Hidden invisible to
+	// the guest inside every share, enforced on the host: the process
+	// serving the share cannot see them (QEMU: a mount namespace in which
+	// they are covered, see vm/hostns). When it is false the supervisor
+	// refuses to share a directory that contains one.
+	HideState bool
 }
 
 // Spec describes one boot of a machine.
+//
+// Every file of a Spec is opened by the supervisor, with
+// layout.OpenBeneath (no symbolic link followed, a regular file of the
+// user's), because a machine may have been able to plant links in the
+// directories they live in. Backends hand the open files to the
+// hypervisor (QEMU inherits them by number) and never open their paths
+// again; a hypervisor API that takes only a path (vz) gets f.Name(),
+// checked afterwards with layout.SameFile. The supervisor closes the files
+// once Start has returned: a backend that needs one for longer keeps a
+// duplicate.
 type Spec struct {
 	Name        string
 	CPUs        int
 	MemoryBytes uint64 // guest RAM, bytes, a multiple of 1 MiB
-	Kernel      string // path of the kernel image (bzImage / Image)
-	Initramfs   string // path of the newc initramfs
-	Cmdline     string // kernel command line
-	Disks       []Disk // virtio-blk disks in order
-	// ConsoleLog is the file the serial console (hvc0/ttyS0) is appended to.
-	ConsoleLog string
+	// Kernel is the kernel image (bzImage / Image) and Initramfs the newc
+	// initramfs, both opened read-only.
+	Kernel    *os.File
+	Initramfs *os.File
+	Cmdline   string // kernel command line
+	Disks     []Disk // virtio-blk disks in order
+	// Console is the file the serial console (hvc0/ttyS0) is appended to,
+	// opened write-only for appending.
+	Console *os.File
 	// RunDir is a private directory (0700) for the backend's sockets and
 	// pid files; paths in it stay under the unix(7) socket path limit.
+	// Every socket a backend makes there is mode 0600
+	// (layout.ListenUnix).
 	RunDir string
 	// StateDir is the machine's persistent directory (private to the
 	// machine, kept across boots). Backends keep per-machine hardware
-	// identity there (vz: the machine identifier and the MAC address).
-	// Empty means the backend falls back to RunDir, which may not survive
-	// a host reboot.
+	// identity there (vz: the machine identifier and the MAC address),
+	// opened with layout.OpenBeneath. Empty means the backend falls back
+	// to RunDir, which may not survive a host reboot.
 	StateDir string
 	// Shares are host directories to share with the guest over
 	// Features.ShareFS.
 	Shares []Share
+	// Hidden are host directories no guest may see (machinetop's data and
+	// runtime directories, layout.Data.Hidden, symbolic links resolved).
+	// A backend with Features.HideState covers those that lie inside a
+	// share; the supervisor never gives another backend a share that
+	// contains one.
+	Hidden []string
 	// SSHPort, when non-zero, is a TCP port on the host's 127.0.0.1 that
 	// the backend forwards to the guest's port 22 (Features.SSHForward).
 	SSHPort int
@@ -123,7 +151,8 @@ type Share struct {
 // Disk is a raw disk image attached as a virtio-blk device. Serial is the
 // virtio-blk serial the guest finds it by (see guest/proto).
 type Disk struct {
-	Path     string
+	// File is the image, opened read-write, or read-only when ReadOnly.
+	File     *os.File
 	Serial   string
 	ReadOnly bool
 }

@@ -171,11 +171,10 @@ func (b *Backend) Start(ctx context.Context, spec *driver.Spec) (driver.Instance
 	close(b.started)
 	b.started = make(chan struct{})
 	b.mu.Unlock()
-	if spec.ConsoleLog != "" {
-		if f, err := os.OpenFile(spec.ConsoleLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
-			fmt.Fprintf(f, "fake: booting %s: %s\n", spec.Name, spec.Cmdline)
-			f.Close()
-		}
+	if spec.Console != nil {
+		// The supervisor closes its copy once Start returns, as QEMU
+		// keeps its own: write the boot line now.
+		fmt.Fprintf(spec.Console, "fake: booting %s: %s\n", spec.Name, spec.Cmdline)
 	}
 	go inst.boot(s.BootDelay)
 	return inst, nil
@@ -189,13 +188,19 @@ func checkSpec(spec *driver.Spec, feat driver.Features) error {
 	if fi, err := os.Stat(spec.RunDir); err != nil || !fi.IsDir() {
 		return fmt.Errorf("run directory %q is not a directory", spec.RunDir)
 	}
-	for _, f := range []string{spec.Kernel, spec.Initramfs} {
-		if fi, err := os.Stat(f); err != nil || !fi.Mode().IsRegular() {
-			return fmt.Errorf("kernel or initramfs %q is not a file", f)
+	for _, f := range []*os.File{spec.Kernel, spec.Initramfs} {
+		if f == nil {
+			return fmt.Errorf("kernel or initramfs is not open")
+		}
+		if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+			return fmt.Errorf("kernel or initramfs %q is not a file", f.Name())
 		}
 	}
 	for _, d := range spec.Disks {
-		if _, err := os.Stat(d.Path); err != nil {
+		if d.File == nil {
+			return fmt.Errorf("disk %s is not open", d.Serial)
+		}
+		if _, err := d.File.Stat(); err != nil {
 			return fmt.Errorf("disk %s: %w", d.Serial, err)
 		}
 	}

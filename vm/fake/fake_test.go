@@ -25,8 +25,16 @@ func testSpec(t *testing.T) *driver.Spec {
 	if err := os.WriteFile(disk, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return &driver.Spec{Name: "m1", CPUs: 1, MemoryBytes: 1 << 30, Kernel: k.Kernel, Initramfs: k.Initramfs,
-		Disks: []driver.Disk{{Path: disk, Serial: "mt-root"}}, RunDir: dir}
+	open := func(p string) *os.File {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		return f
+	}
+	return &driver.Spec{Name: "m1", CPUs: 1, MemoryBytes: 1 << 30, Kernel: open(k.Kernel), Initramfs: open(k.Initramfs),
+		Disks: []driver.Disk{{File: open(disk), Serial: "mt-root"}}, RunDir: dir}
 }
 
 // session dials the agent and opens a client session on the channel.

@@ -9,13 +9,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // DataDir returns machinetop's data directory: $MACHINETOP_HOME if set,
-// else $XDG_DATA_HOME/machinetop, else ~/.local/share/machinetop (the XDG
-// Base Directory specification's default). It does not create the
-// directory; it returns an error only when no home directory can be
-// determined.
+// else $XDG_DATA_HOME/machinetop, else the platform's default: on Linux
+// ~/.local/share/machinetop (the XDG Base Directory specification's
+// default), on macOS a directory outside the home directory (see
+// defaultDataDir), because the macOS backend cannot hide it inside a
+// shared home. It returns an error when no home directory can be
+// determined, or when the macOS default cannot be made private.
 func DataDir() (Data, error) {
 	if d := os.Getenv("MACHINETOP_HOME"); d != "" {
 		abs, err := filepath.Abs(d)
@@ -24,11 +27,39 @@ func DataDir() (Data, error) {
 	if d := os.Getenv("XDG_DATA_HOME"); d != "" && filepath.IsAbs(d) {
 		return Data{Root: filepath.Join(d, "machinetop")}, nil
 	}
-	home, err := os.UserHomeDir()
+	d, err := defaultDataDir()
+	return Data{Root: d}, err
+}
+
+// Hidden returns the directories no machine may see, even where one of
+// its shared directories contains them: the data directory and the
+// runtime directory, with symbolic links resolved. Backends that can
+// (driver.Features.HideState) cover them inside shares; the supervisor
+// refuses a share inside one of them, and on other backends a share that
+// contains one.
+func (d Data) Hidden() ([]string, error) {
+	rt, err := RuntimeDir()
 	if err != nil {
-		return Data{}, fmt.Errorf("cannot find a home directory for machinetop's data (set MACHINETOP_HOME): %w", err)
+		return nil, err
 	}
-	return Data{Root: filepath.Join(home, ".local", "share", "machinetop")}, nil
+	var out []string
+	for _, p := range []string{d.Root, rt} {
+		real, err := filepath.EvalSymlinks(p)
+		if err != nil {
+			return nil, fmt.Errorf("resolving %s: %w", p, err)
+		}
+		out = append(out, real)
+	}
+	return out, nil
+}
+
+// Contains reports whether path is dir or lies below it. Both must be
+// absolute and clean (resolve symbolic links first for a real answer).
+func Contains(dir, path string) bool {
+	if dir == "/" {
+		return true
+	}
+	return path == dir || strings.HasPrefix(path, dir+"/")
 }
 
 // ConfigFile returns the user's configuration file (TOML, package
@@ -146,7 +177,7 @@ func RuntimeDir() (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("creating runtime directory: %w", err)
 	}
-	if err := checkPrivateDir(dir); err != nil {
+	if err := checkPrivateDir(dir, "set XDG_RUNTIME_DIR"); err != nil {
 		return "", err
 	}
 	return dir, nil

@@ -8,9 +8,10 @@ import (
 	"syscall"
 )
 
-// checkPrivateDir refuses a directory that is a symlink, is owned by another
-// user, or lets group/others in: sockets inside it grant control of machines.
-func checkPrivateDir(dir string) error {
+// checkPrivateDir refuses a directory that is a symlink or is owned by
+// another user (fix says what else to do), and makes it private when it
+// lets group or others in: what is inside grants control of machines.
+func checkPrivateDir(dir, fix string) error {
 	fi, err := os.Lstat(dir)
 	if err != nil {
 		return err
@@ -20,7 +21,7 @@ func checkPrivateDir(dir string) error {
 		return fmt.Errorf("%s is not a directory; remove it and try again", dir)
 	}
 	if int(st.Uid) != os.Getuid() {
-		return fmt.Errorf("%s belongs to uid %d, not you (uid %d); remove it or set XDG_RUNTIME_DIR", dir, st.Uid, os.Getuid())
+		return fmt.Errorf("%s belongs to uid %d, not you (uid %d); remove it or %s", dir, st.Uid, os.Getuid(), fix)
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
 		if err := os.Chmod(dir, 0o700); err != nil {

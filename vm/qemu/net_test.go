@@ -34,7 +34,7 @@ func TestSubnet(t *testing.T) {
 		if err != nil || got != c.want {
 			t.Errorf("Net %q, $%s %q: %q %v, want %q", c.field, NetEnv, c.env, got, err, c.want)
 		}
-		args := strings.Join(b.Args(&driver.Spec{Name: "x", CPUs: 1, MemoryBytes: 1 << 30, SSHPort: 2222}, "tcg"), " ")
+		args := "-netdev " + netdev(&driver.Spec{Name: "x", SSHPort: 2222}, got)
 		wantNet := "-netdev user,id=net0,"
 		if c.want != "" {
 			wantNet += "net=" + c.want + ","

@@ -8,6 +8,7 @@
 package qemu
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -23,10 +24,13 @@ import (
 	"time"
 
 	"github.com/digitalocean/go-qemu/qmp"
+	"github.com/google/renameio/v2"
 	"golang.org/x/sys/unix"
 
 	"github.com/machinetop/machinetop/guest/proto"
 	"github.com/machinetop/machinetop/vm/driver"
+	"github.com/machinetop/machinetop/vm/hostns"
+	"github.com/machinetop/machinetop/vm/layout"
 )
 
 // Backend runs machines under qemu-system-<arch>.
@@ -54,13 +58,15 @@ var _ driver.Backend = (*Backend)(nil)
 // NetEnv is the environment variable that sets Backend.Net.
 const NetEnv = "MACHINETOP_QEMU_NET"
 
-// Features describes the QEMU backend: shares over ShareFS(), SSH
-// forwarded by user-mode networking's hostfwd, VMs that outlive their
-// supervisor, free page reporting and a balloon, virtio-serial for the
-// agent, guests of the host's architecture.
+// Features describes the QEMU backend: shares over ShareFS() with
+// machinetop's own directories hidden inside them, SSH forwarded by
+// user-mode networking's hostfwd, VMs that outlive their supervisor, free
+// page reporting and a balloon, virtio-serial for the agent, guests of the
+// host's architecture.
 func (b *Backend) Features() driver.Features {
 	return driver.Features{
 		ShareFS:           b.ShareFS(),
+		HideState:         true,
 		SSHForward:        true,
 		Adopt:             true,
 		FreePageReporting: true,
@@ -148,51 +154,171 @@ const (
 	pidFile   = "qemu.pid"
 )
 
-// Args returns the QEMU command line (without the binary) for spec with
-// the given accelerator. It is exported for the benchmark and tests. A
-// bad Backend.Net is left out here (QEMU's default subnet is used); Start
-// reports it.
-func (b *Backend) Args(spec *driver.Spec, accel string) []string {
+// launch collects a QEMU command line and the open files it names by
+// number: files[i] is descriptor 3+i in QEMU (exec.Cmd.ExtraFiles).
+type launch struct {
+	args  []string
+	files []*os.File
+	sets  int // fd sets used so far (-add-fd)
+	// owned are files launch opened or made itself, closed by release.
+	owned []*os.File
+}
+
+// release closes the files launch made; QEMU keeps its own copies.
+func (l *launch) release() {
+	for _, f := range l.owned {
+		f.Close()
+	}
+}
+
+// fd passes f to QEMU and returns its descriptor number there.
+func (l *launch) fd(f *os.File) int {
+	l.files = append(l.files, f)
+	return 2 + len(l.files)
+}
+
+// fdset puts files in a new fd set (-add-fd) and returns the path QEMU
+// opens them by: QEMU picks the descriptor whose access mode matches the
+// open it makes (QEMU's docs: system/invocation, -add-fd).
+func (l *launch) fdset(files ...*os.File) string {
+	l.sets++
+	for _, f := range files {
+		l.args = append(l.args, "-add-fd", fmt.Sprintf("fd=%d,set=%d", l.fd(f), l.sets))
+	}
+	return fmt.Sprintf("/dev/fdset/%d", l.sets)
+}
+
+// listen makes the unix socket name in runDir (mode 0600) and returns a
+// descriptor of it for QEMU, which serves it; the socket file stays for
+// the supervisor (and a later one) to connect to.
+func (l *launch) listen(runDir, name string) (int, error) {
+	ln, err := layout.ListenUnix(filepath.Join(runDir, name))
+	if err != nil {
+		return 0, err
+	}
+	ln.SetUnlinkOnClose(false)
+	f, err := ln.File()
+	ln.Close()
+	if err != nil {
+		return 0, err
+	}
+	l.owned = append(l.owned, f)
+	return l.fd(f), nil
+}
+
+// Command returns the QEMU process for spec under accelerator accel, not
+// started, and a function that closes the caller's copies of what it
+// made (call it once the process has started, or instead of starting it).
+// QEMU opens nothing of machinetop's by path: spec's files, the agent and
+// QMP sockets (made here in spec.RunDir, mode 0600, served by QEMU from the
+// inherited descriptors) and, through Start, the virtio-fs daemons'
+// connections are passed to it as descriptors, so QEMU runs unchanged in a
+// namespace where machinetop's directories are hidden (see Start). A spec
+// with virtio-fs shares needs Start, which runs the daemons.
+func (b *Backend) Command(spec *driver.Spec, accel string) (*exec.Cmd, func(), error) {
+	if len(spec.Shares) > 0 && b.ShareFS() == driver.ShareVirtiofs {
+		return nil, nil, fmt.Errorf("qemu: a spec with virtio-fs shares is started only by Start")
+	}
+	return b.command(spec, accel, nil)
+}
+
+// checkFiles refuses a spec whose files are not open.
+func checkFiles(spec *driver.Spec) error {
+	if spec.Kernel == nil || spec.Initramfs == nil || spec.Console == nil {
+		return fmt.Errorf("qemu: the spec of %s has no kernel, initramfs or console file", spec.Name)
+	}
+	for i, d := range spec.Disks {
+		if d.File == nil {
+			return fmt.Errorf("qemu: disk %d of %s is not open", i, spec.Name)
+		}
+	}
+	return nil
+}
+
+// command is Command with the virtio-fs daemons' connections, one per
+// share (nil for 9p).
+func (b *Backend) command(spec *driver.Spec, accel string, fsConns []*os.File) (*exec.Cmd, func(), error) {
+	bin, err := b.binary()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkFiles(spec); err != nil {
+		return nil, nil, err
+	}
+	// A bad Backend.Net is left out here (QEMU's default subnet is used);
+	// Start reports it.
 	subnet, _ := b.subnet()
+	l := &launch{}
+	fail := func(err error) (*exec.Cmd, func(), error) {
+		l.release()
+		return nil, nil, err
+	}
+	agentFD, err := l.listen(spec.RunDir, agentSock)
+	if err != nil {
+		return fail(err)
+	}
+	qmpFD, err := l.listen(spec.RunDir, qmpSock)
+	if err != nil {
+		return fail(err)
+	}
 	memMiB := spec.MemoryBytes >> 20
-	args := []string{
-		"-name", "machinetop-" + spec.Name,
+	l.args = append(l.args,
+		"-name", "machinetop-"+spec.Name,
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
 		"-accel", accelOpt(accel),
-	}
-	args = append(args, b.machineArgs(accel)...)
-	args = append(args,
+	)
+	l.args = append(l.args, b.machineArgs(accel)...)
+	console := l.fdset(spec.Console)
+	l.args = append(l.args,
 		"-smp", strconv.Itoa(spec.CPUs),
 		"-m", fmt.Sprintf("%dM", memMiB),
-		"-kernel", spec.Kernel,
-		"-initrd", spec.Initramfs,
+		// QEMU reads the kernel and initramfs with fopen(3), which knows
+		// no fd sets: /proc/self/fd/N reopens the very file passed.
+		"-kernel", fmt.Sprintf("/proc/self/fd/%d", l.fd(spec.Kernel)),
+		"-initrd", fmt.Sprintf("/proc/self/fd/%d", l.fd(spec.Initramfs)),
 		"-append", "console="+consoleDevice()+" "+spec.Cmdline,
-		"-chardev", "file,id=console,append=on,path="+spec.ConsoleLog,
+		"-chardev", "file,id=console,append=on,path="+console,
 		"-serial", "chardev:console",
 		"-netdev", netdev(spec, subnet),
 		// romfile= drops the iPXE option ROM: we boot the kernel directly and
 		// the ROM costs about a second under TCG.
 		"-device", "virtio-net-pci,netdev=net0,romfile=",
 		"-device", "virtio-serial-pci,id=vser",
-		"-chardev", "socket,id=agent,path="+filepath.Join(spec.RunDir, agentSock)+",server=on,wait=off",
+		"-chardev", fmt.Sprintf("socket,id=agent,fd=%d,server=on,wait=off", agentFD),
 		"-device", "virtserialport,chardev=agent,name="+proto.PortName,
 		"-device", "virtio-balloon-pci,id=balloon,free-page-reporting=on",
 		"-object", "rng-random,id=rng,filename=/dev/urandom",
 		"-device", "virtio-rng-pci,rng=rng",
-		"-qmp", "unix:"+filepath.Join(spec.RunDir, qmpSock)+",server=on,wait=off",
-		"-pidfile", filepath.Join(spec.RunDir, pidFile),
+		"-chardev", fmt.Sprintf("socket,id=qmp,fd=%d,server=on,wait=off", qmpFD),
+		"-mon", "chardev=qmp,mode=control",
 		"-monitor", "none",
 	)
-	args = append(args, shareArgs(spec, b.ShareFS())...)
+	l.args = append(l.args, shareArgs(spec, b.ShareFS(), fsConns, l)...)
 	for i, d := range spec.Disks {
-		drive := fmt.Sprintf("file=%s,if=none,id=disk%d,format=raw,discard=unmap,detect-zeroes=unmap", d.Path, i)
+		files := []*os.File{d.File}
+		if !d.ReadOnly {
+			// QEMU opens a writable image read-only first and reopens it
+			// read-write when the device takes it: the set needs both.
+			ro, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", d.File.Fd()), os.O_RDONLY, 0)
+			if err != nil {
+				return fail(fmt.Errorf("qemu: disk %s: %w", d.File.Name(), err))
+			}
+			l.owned = append(l.owned, ro)
+			files = append(files, ro)
+		}
+		drive := fmt.Sprintf("file=%s,if=none,id=disk%d,format=raw,discard=unmap,detect-zeroes=unmap", l.fdset(files...), i)
 		if d.ReadOnly {
 			drive += ",readonly=on"
 		}
-		args = append(args, "-drive", drive,
+		l.args = append(l.args, "-drive", drive,
 			"-device", fmt.Sprintf("virtio-blk-pci,drive=disk%d,serial=%s", i, d.Serial))
 	}
-	return args
+	cmd := exec.Command(bin, l.args...)
+	cmd.ExtraFiles = l.files
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Stdout = os.Stderr // QEMU's own messages go to the supervisor log
+	cmd.Stderr = os.Stderr
+	return cmd, l.release, nil
 }
 
 // subnet returns the user network's subnet (Backend.Net, else
@@ -238,14 +364,15 @@ func accelOpt(accel string) string {
 }
 
 // Start launches QEMU for spec in its own session, so that signals to the
-// caller's terminal or process group do not reach it, and returns once the
-// QMP socket answers (at most 10 s).
+// caller's terminal or process group do not reach it, and returns once QMP
+// answers (at most 10 s). When QEMU serves 9p shares that contain
+// spec.Hidden directories, it runs in a mount namespace where they are
+// covered (vm/hostns); virtio-fs daemons always do.
 func (b *Backend) Start(ctx context.Context, spec *driver.Spec) (driver.Instance, error) {
-	bin, err := b.binary()
-	if err != nil {
+	if err := checkFiles(spec); err != nil {
 		return nil, err
 	}
-	accel, err := b.Accelerator(ctx, spec.Kernel)
+	accel, err := b.Accelerator(ctx, spec.Kernel.Name())
 	if err != nil {
 		return nil, err
 	}
@@ -256,8 +383,14 @@ func (b *Backend) Start(ctx context.Context, spec *driver.Spec) (driver.Instance
 		os.Remove(filepath.Join(spec.RunDir, f))
 	}
 	var daemons []*os.Process
-	if len(spec.Shares) > 0 && b.ShareFS() == proto.FSVirtiofs {
-		if daemons, err = startVirtiofsd(ctx, spec); err != nil {
+	var fsConns []*os.File
+	plan := hostns.Plan{}
+	if len(spec.Shares) > 0 {
+		if b.ShareFS() == driver.ShareVirtiofs {
+			if daemons, fsConns, err = startVirtiofsd(spec); err != nil {
+				return nil, err
+			}
+		} else if plan, err = hostns.PlanFor(hostShares(spec.Shares, false), spec.Hidden); err != nil {
 			return nil, err
 		}
 	}
@@ -266,15 +399,33 @@ func (b *Backend) Start(ctx context.Context, spec *driver.Spec) (driver.Instance
 			p.Kill()
 		}
 	}
-	cmd := exec.Command(bin, b.Args(spec, accel)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	cmd.Stdout = os.Stderr // QEMU's own messages go to the supervisor log
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	defer func() {
+		for _, f := range fsConns {
+			f.Close()
+		}
+	}()
+	cmd, release, err := b.command(spec, accel, fsConns)
+	if err != nil {
+		killDaemons()
+		return nil, err
+	}
+	bin := cmd.Path
+	err = hostns.Start(cmd, plan)
+	release()
+	if err != nil {
 		killDaemons()
 		return nil, fmt.Errorf("starting %s: %w", bin, err)
 	}
-	inst := &instance{runDir: spec.RunDir, pid: cmd.Process.Pid, done: make(chan struct{})}
+	pid := cmd.Process.Pid
+	// The pid file is the supervisor's, not QEMU's (-pidfile would have
+	// QEMU open a path in the run directory).
+	if err := renameio.WriteFile(filepath.Join(spec.RunDir, pidFile), []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		killDaemons()
+		return nil, err
+	}
+	inst := &instance{runDir: spec.RunDir, pid: pid, done: make(chan struct{})}
 	go func() {
 		err := cmd.Wait()
 		if err != nil {
@@ -282,7 +433,7 @@ func (b *Backend) Start(ctx context.Context, spec *driver.Spec) (driver.Instance
 		}
 		close(inst.done)
 	}()
-	if err := inst.waitSocket(ctx, qmpSock, 10*time.Second); err != nil {
+	if err := inst.waitQMP(ctx, 10*time.Second); err != nil {
 		inst.Kill()
 		<-inst.done
 		killDaemons()
@@ -357,25 +508,37 @@ type instance struct {
 
 func (i *instance) PID() int { return i.pid }
 
-func (i *instance) waitSocket(ctx context.Context, name string, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	path := filepath.Join(i.runDir, name)
-	for {
-		c, err := net.Dial("unix", path)
-		if err == nil {
-			c.Close()
-			return nil
+// waitQMP waits until QEMU greets on its QMP socket: QEMU has parsed its
+// command line, opened everything and entered its main loop. The socket
+// accepts connections before that (it was made for QEMU), so only the
+// greeting tells.
+func (i *instance) waitQMP(ctx context.Context, limit time.Duration) error {
+	c, err := net.Dial("unix", filepath.Join(i.runDir, qmpSock))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(limit))
+	greeted := make(chan error, 1)
+	go func() {
+		_, err := bufio.NewReader(c).ReadString('\n')
+		greeted <- err
+	}()
+	select {
+	case err := <-greeted:
+		if err != nil {
+			select {
+			case <-i.done:
+				return fmt.Errorf("qemu exited during start")
+			case <-time.After(time.Second):
+			}
+			return fmt.Errorf("qemu did not answer on %s within %v: %w", qmpSock, limit, err)
 		}
-		select {
-		case <-i.done:
-			return fmt.Errorf("qemu exited during start")
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("qemu did not open %s within %v", name, limit)
-		}
+		return nil
+	case <-i.done:
+		return fmt.Errorf("qemu exited during start")
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

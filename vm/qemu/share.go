@@ -3,19 +3,17 @@
 package qemu
 
 import (
-	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/machinetop/machinetop/vm/driver"
+	"github.com/machinetop/machinetop/vm/hostns"
+	"github.com/machinetop/machinetop/vm/layout"
 )
 
 // virtiofsdPaths are where distributions install virtiofsd, which is not
@@ -63,12 +61,25 @@ func fsSocket(runDir string, i int) string {
 	return filepath.Join(runDir, fmt.Sprintf("fs%d.sock", i))
 }
 
+// hostShares lists shares for hostns.PlanFor; readOnly says whether the
+// namespace must make read-only shares read-only (virtiofsd), or the file
+// server enforces it itself (QEMU's 9p readonly=on), so that a namespace
+// is made only where one is needed.
+func hostShares(shares []driver.Share, readOnly bool) []hostns.Share {
+	var out []hostns.Share
+	for _, s := range shares {
+		out = append(out, hostns.Share{Path: s.HostPath, ReadOnly: readOnly && s.ReadOnly})
+	}
+	return out
+}
+
 // shareArgs returns the QEMU arguments for spec's shares over fsType:
-// vhost-user-fs devices (with guest RAM in a shared memfd, which
-// vhost-user needs) or virtio-9p devices (security_model=none: files are
-// created as the user running QEMU; readonly=on makes QEMU refuse every
-// write, whatever the guest's privileges).
-func shareArgs(spec *driver.Spec, fsType string) []string {
+// vhost-user-fs devices on the daemons' connections fsConns (with guest
+// RAM in a shared memfd, which vhost-user needs), or virtio-9p devices
+// (security_model=none: files are created as the user running QEMU;
+// readonly=on makes QEMU refuse every write, whatever the guest's
+// privileges).
+func shareArgs(spec *driver.Spec, fsType string, fsConns []*os.File, l *launch) []string {
 	if len(spec.Shares) == 0 {
 		return nil
 	}
@@ -81,7 +92,7 @@ func shareArgs(spec *driver.Spec, fsType string) []string {
 	for i, s := range spec.Shares {
 		if fsType == driver.ShareVirtiofs {
 			args = append(args,
-				"-chardev", fmt.Sprintf("socket,id=fs%d,path=%s", i, qemuPath(fsSocket(spec.RunDir, i))),
+				"-chardev", fmt.Sprintf("socket,id=fs%d,fd=%d", i, l.fd(fsConns[i])),
 				"-device", fmt.Sprintf("vhost-user-fs-pci,chardev=fs%d,tag=%s", i, s.Tag))
 			continue
 		}
@@ -97,91 +108,74 @@ func shareArgs(spec *driver.Spec, fsType string) []string {
 
 // startVirtiofsd starts one virtiofsd per share, each in a session of its
 // own so that it outlives a killed supervisor as QEMU does (it exits when
-// QEMU closes its socket), and waits for their sockets. A read-only share
-// is served from a read-only bind mount of the directory made in a mount
-// namespace private to that virtiofsd, so the guest cannot write to it
-// even as root (the C virtiofsd has no read-only option). On error every
+// QEMU closes its connection), and returns them with a connection to each
+// for QEMU. Each daemon runs in a mount namespace of its own
+// (hostns.PlanFor) in which spec.Hidden directories inside its share are
+// covered and a read-only share is a read-only bind mount (the C
+// virtiofsd has no read-only option), so the guest can neither see
+// machinetop's files nor write to a read-only share, even as root. The
+// daemon is given its listening socket as a descriptor (--fd), made mode
+// 0600 in the run directory and connected to here at once; on error every
 // daemon started is killed.
-func startVirtiofsd(ctx context.Context, spec *driver.Spec) ([]*os.Process, error) {
+func startVirtiofsd(spec *driver.Spec) ([]*os.Process, []*os.File, error) {
 	var procs []*os.Process
-	fail := func(err error) ([]*os.Process, error) {
+	var conns []*os.File
+	fail := func(err error) ([]*os.Process, []*os.File, error) {
 		for _, p := range procs {
 			p.Kill()
 			p.Wait()
 		}
-		return nil, err
+		for _, c := range conns {
+			c.Close()
+		}
+		return nil, nil, err
 	}
 	for i, s := range spec.Shares {
-		sock := fsSocket(spec.RunDir, i)
-		os.Remove(sock)
-		cmd := exec.Command(virtiofsd(), "--socket-path="+sock, "-o", "source="+s.HostPath,
+		plan, err := hostns.PlanFor(hostShares([]driver.Share{s}, true), spec.Hidden)
+		if err != nil {
+			return fail(err)
+		}
+		lnFile, conn, err := fsListener(fsSocket(spec.RunDir, i))
+		if err != nil {
+			return fail(fmt.Errorf("virtiofsd for %s: %w", s.HostPath, err))
+		}
+		conns = append(conns, conn)
+		cmd := exec.Command(virtiofsd(), "--fd=3", "-o", "source="+s.HostPath,
 			"-o", "cache=auto", "-o", "log_level=warn")
+		cmd.ExtraFiles = []*os.File{lnFile}
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-		var err error
-		if s.ReadOnly {
-			err = startReadOnly(cmd, s.HostPath)
-		} else {
-			err = cmd.Start()
-		}
+		err = hostns.Start(cmd, plan)
+		lnFile.Close()
 		if err != nil {
 			return fail(fmt.Errorf("starting virtiofsd for %s: %w", s.HostPath, err))
 		}
 		procs = append(procs, cmd.Process)
 		go cmd.Wait()
-		if err := waitUnixSocket(ctx, sock, 10*time.Second); err != nil {
-			return fail(fmt.Errorf("virtiofsd for %s: %w (see the supervisor log)", s.HostPath, err))
-		}
 	}
-	return procs, nil
+	return procs, conns, nil
 }
 
-// startReadOnly starts cmd in a new mount namespace in which dir is a
-// recursive read-only bind mount of itself. The namespace is made on a
-// thread of its own that is never returned to the Go scheduler, and cmd
-// is forked from that thread, so the supervisor's own view is untouched.
-func startReadOnly(cmd *exec.Cmd, dir string) error {
-	errc := make(chan error, 1)
-	go func() {
-		// No UnlockOSThread: the thread ends with this goroutine.
-		runtime.LockOSThread()
-		errc <- func() error {
-			if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-				return fmt.Errorf("mount namespace: %w", err)
-			}
-			if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-				return fmt.Errorf("private mounts: %w", err)
-			}
-			if err := unix.Mount(dir, dir, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-				return fmt.Errorf("bind mount of %s: %w", dir, err)
-			}
-			attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
-			if err := unix.MountSetattr(-1, dir, unix.AT_RECURSIVE, attr); err != nil {
-				// Kernels before 5.12: the top mount at least.
-				if err := unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
-					return fmt.Errorf("read-only remount of %s: %w", dir, err)
-				}
-			}
-			return cmd.Start()
-		}()
-	}()
-	return <-errc
-}
-
-// waitUnixSocket waits until something accepts connections on path.
-func waitUnixSocket(ctx context.Context, path string, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for {
-		if fi, err := os.Stat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no socket %s after %v", path, limit)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
+// fsListener makes a listening socket for a virtiofsd at path (mode 0600),
+// connects to it, and removes the path again: the daemon gets the
+// listener, QEMU the connection, and nothing else can connect.
+func fsListener(path string) (ln, conn *os.File, err error) {
+	l, err := layout.ListenUnix(path)
+	if err != nil {
+		return nil, nil, err
 	}
+	defer l.Close() // removes path
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer c.Close()
+	if ln, err = l.File(); err != nil {
+		return nil, nil, err
+	}
+	if conn, err = c.File(); err != nil {
+		ln.Close()
+		return nil, nil, err
+	}
+	return ln, conn, nil
 }

@@ -3,10 +3,13 @@ package supervisor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -17,6 +20,7 @@ import (
 	"github.com/machinetop/machinetop/vm/driver"
 	"github.com/machinetop/machinetop/vm/internal/atomicfile"
 	"github.com/machinetop/machinetop/vm/kit"
+	"github.com/machinetop/machinetop/vm/layout"
 )
 
 // bootInfo is what a supervisor chose for a boot, kept in the run
@@ -74,9 +78,66 @@ func kitSource(feat driver.Features, cfg *vm.Config) (kit.Source, error) {
 	return src, nil
 }
 
+// bootFiles are the files a boot hands the backend, opened with
+// layout.OpenBeneath (nothing a machine could have planted is followed)
+// and closed once the backend has started.
+type bootFiles struct {
+	kernel, initramfs, console, disk, image, config *os.File
+}
+
+func (f *bootFiles) close() {
+	for _, x := range []*os.File{f.kernel, f.initramfs, f.console, f.disk, f.image, f.config} {
+		if x != nil {
+			x.Close()
+		}
+	}
+}
+
+// openDisk opens the machine's root disk read-write.
+func (s *supervisor) openDisk(f *bootFiles) (err error) {
+	f.disk, err = s.dir.Open(s.dir.Disk(), os.O_RDWR, 0)
+	return err
+}
+
+// openBootFiles opens the kit's kernel and initramfs, the console log
+// (created if missing), the image tar while the disk is not populated,
+// and this boot's config disk.
+func (s *supervisor) openBootFiles(f *bootFiles, k *kit.Kit) error {
+	var err error
+	if f.kernel, err = s.openKit(k.Kernel); err != nil {
+		return err
+	}
+	if f.initramfs, err = s.openKit(k.Initramfs); err != nil {
+		return err
+	}
+	if f.console, err = s.dir.Open(s.dir.ConsoleLog(), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err != nil {
+		return err
+	}
+	if !s.cfg.Populated {
+		if f.image, err = s.dir.Open(s.dir.ImageTar(), os.O_RDONLY, 0); errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("the image of %s was never unpacked and its copy is gone: delete and re-create the machine", s.cfg.Name)
+		} else if err != nil {
+			return err
+		}
+	}
+	f.config, err = s.run.Open(s.run.ConfigDisk(), os.O_RDONLY, 0)
+	return err
+}
+
+// openKit opens a kit file: beneath the data directory for the kit cache,
+// as given for a kernel the user named outside it.
+func (s *supervisor) openKit(path string) (*os.File, error) {
+	root := s.m.Data.Root
+	if rel, err := filepath.Rel(root, path); err == nil && layout.Contains(root, path) {
+		return layout.OpenBeneath(root, rel, os.O_RDONLY, 0)
+	}
+	return os.Open(path)
+}
+
 // prepareHost writes the config disk for this boot and picks its shares
-// and SSH port; it returns the disk to attach and the boot's choices.
-func (s *supervisor) prepareHost() (driver.Disk, bootInfo, error) {
+// (checked against machinetop's own directories, see checkShare) and SSH
+// port; it returns the boot's choices.
+func (s *supervisor) prepareHost() (bootInfo, error) {
 	var bi bootInfo
 	fsType := s.feat.ShareFS
 	gc := proto.GuestConfig{}
@@ -87,11 +148,17 @@ func (s *supervisor) prepareHost() (driver.Disk, bootInfo, error) {
 	var shares []driver.Share
 	mounts := s.cfg.Shares()
 	if len(mounts) > 0 && fsType == "" {
-		return driver.Disk{}, bi, fmt.Errorf("the %s backend cannot share directories: use `machinetop machine set -n %s home-mount=none mounts=`", s.be.Name(), s.cfg.Name)
+		return bi, fmt.Errorf("the %s backend cannot share directories: use `machinetop machine set -n %s home-mount=none mounts=`", s.be.Name(), s.cfg.Name)
 	}
+	hidden, err := s.m.Data.Hidden()
+	if err != nil {
+		return bi, err
+	}
+	s.hidden = hidden
+	home := len(mounts) - len(s.cfg.Mounts) // the home share comes first, if any
 	for i, mt := range mounts {
-		if fi, err := os.Stat(mt.Host); err != nil || !fi.IsDir() {
-			return driver.Disk{}, bi, fmt.Errorf("shared directory %s is gone: create it again, or change the machine's mounts with `machinetop machine set -n %s mounts=...` or home-mount=none", mt.Host, s.cfg.Name)
+		if err := s.checkShare(mt, i < home); err != nil {
+			return bi, err
 		}
 		tag := fmt.Sprintf("mt%d", i)
 		shares = append(shares, driver.Share{Tag: tag, HostPath: mt.Host, ReadOnly: mt.ReadOnly})
@@ -106,22 +173,50 @@ func (s *supervisor) prepareHost() (driver.Disk, bootInfo, error) {
 	}
 	b, err := json.Marshal(gc)
 	if err != nil {
-		return driver.Disk{}, bi, err
+		return bi, err
 	}
 	if len(b) > proto.MaxConfigBytes {
-		return driver.Disk{}, bi, fmt.Errorf("the machine's configuration is %d bytes, more than %d: share fewer directories", len(b), proto.MaxConfigBytes)
+		return bi, fmt.Errorf("the machine's configuration is %d bytes, more than %d: share fewer directories", len(b), proto.MaxConfigBytes)
 	}
 	// Whole 512-byte sectors, zero padded.
 	padded := make([]byte, (len(b)+511)/512*512)
 	copy(padded, b)
-	p := s.run.ConfigDisk()
-	if err := atomicfile.WriteFile(p, padded, 0o600); err != nil {
-		return driver.Disk{}, bi, err
+	if err := atomicfile.WriteFile(s.run.ConfigDisk(), padded, 0o600); err != nil {
+		return bi, err
 	}
 	if s.feat.SSHForward {
 		bi.SSHPort = s.pickSSHPort()
 	}
-	return driver.Disk{Path: p, Serial: proto.ConfigSerial, ReadOnly: true}, bi, nil
+	return bi, nil
+}
+
+// checkShare refuses a shared directory that is gone, a --mount whose
+// path now passes through a symbolic link (its links were resolved when
+// it was given; a machine sharing a parent may have swapped one in, to
+// have this share show something else; the home directory is the
+// system's and may lie behind links), or one that would show the machine
+// machinetop's own directories: one inside them always, one containing
+// them on a backend that cannot hide them.
+func (s *supervisor) checkShare(mt vm.Mount, isHome bool) error {
+	if fi, err := os.Stat(mt.Host); err != nil || !fi.IsDir() {
+		return fmt.Errorf("shared directory %s is gone: create it again, or change the machine's mounts with `machinetop machine set -n %s mounts=...` or home-mount=none", mt.Host, s.cfg.Name)
+	}
+	real, err := filepath.EvalSymlinks(mt.Host)
+	if err != nil {
+		return err
+	}
+	if real != mt.Host && !isHome {
+		return fmt.Errorf("shared directory %s now leads through a symbolic link to %s; machinetop does not follow it (a machine may have planted it): put the directory back, or change the machine's mounts with `machinetop machine set -n %s mounts=...`", mt.Host, real, s.cfg.Name)
+	}
+	for _, h := range s.hidden {
+		if layout.Contains(h, real) {
+			return fmt.Errorf("shared directory %s is inside machinetop's own %s, which no machine may see: change the machine's mounts with `machinetop machine set -n %s mounts=...`", mt.Host, h, s.cfg.Name)
+		}
+		if layout.Contains(real, h) && !s.feat.HideState {
+			return fmt.Errorf("shared directory %s contains machinetop's own %s, and the %s backend cannot hide it from the machine: move machinetop's data out of it (MACHINETOP_HOME=/elsewhere) or share less (`machinetop machine set -n %s home-mount=none mounts=...`)", mt.Host, h, s.be.Name(), s.cfg.Name)
+		}
+	}
+	return nil
 }
 
 // pickSSHPort returns the machine's SSH port from its last boot when that

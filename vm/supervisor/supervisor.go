@@ -60,11 +60,11 @@ type supervisor struct {
 	// done is closed when the VM has exited or the supervisor is told to
 	// go (its context ended): every goroutine of the supervisor ends then.
 	done chan struct{}
-	// shares and configDisk are this boot's shared directories and
-	// config disk (prepareHost).
-	shares     []driver.Share
-	configDisk *driver.Disk
-	bootInfo   bootInfo
+	// shares and hidden are this boot's shared directories and the
+	// directories no machine may see (prepareHost).
+	shares   []driver.Share
+	hidden   []string
+	bootInfo bootInfo
 	// consoleFrom is where this boot's output starts in the console log.
 	consoleFrom int64
 
@@ -93,7 +93,7 @@ type supervisor struct {
 func Run(ctx context.Context, cfg *vm.Config, opts Options) error {
 	m := opts.Manager
 	dir := m.Dir(cfg.Name)
-	lock := flock.New(dir.SupervisorLock())
+	lock := flock.New(dir.SupervisorLock(), flock.SetFlag(layout.LockFlag))
 	ok, err := lock.TryLock()
 	if err != nil {
 		return fmt.Errorf("locking %s: %w", cfg.Name, err)
@@ -201,28 +201,26 @@ func (s *supervisor) status() (control.Status, <-chan struct{}) {
 	return s.st, s.changed
 }
 
-// spec describes a boot of the machine; k is nil when adopting.
-func (s *supervisor) spec(k *kit.Kit) *driver.Spec {
-	disks := []driver.Disk{{Path: s.dir.Disk(), Serial: proto.RootSerial}}
-	if !s.cfg.Populated {
-		disks = append(disks, driver.Disk{Path: s.dir.ImageTar(), Serial: proto.ImageSerial, ReadOnly: true})
-	}
-	if s.configDisk != nil {
-		disks = append(disks, *s.configDisk)
-	}
+// spec describes a boot of the machine with its files f; f is nil when
+// adopting.
+func (s *supervisor) spec(f *bootFiles) *driver.Spec {
 	cmdline := fmt.Sprintf("quiet panic=-1 %s=%s", proto.ParamHostname, s.cfg.Name)
 	sp := &driver.Spec{
 		Name: s.cfg.Name, CPUs: s.cfg.CPUs, MemoryBytes: s.cfg.MemoryBytes,
-		Cmdline:    cmdline,
-		Disks:      disks,
-		ConsoleLog: s.dir.ConsoleLog(),
-		RunDir:     s.run.Dir,
-		StateDir:   s.dir.Dir,
-		Shares:     s.shares,
-		SSHPort:    s.bootInfo.SSHPort,
+		Cmdline:  cmdline,
+		RunDir:   s.run.Dir,
+		StateDir: s.dir.Dir,
+		Shares:   s.shares,
+		Hidden:   s.hidden,
+		SSHPort:  s.bootInfo.SSHPort,
 	}
-	if k != nil {
-		sp.Kernel, sp.Initramfs = k.Kernel, k.Initramfs
+	if f != nil {
+		sp.Kernel, sp.Initramfs, sp.Console = f.kernel, f.initramfs, f.console
+		sp.Disks = []driver.Disk{{File: f.disk, Serial: proto.RootSerial}}
+		if f.image != nil {
+			sp.Disks = append(sp.Disks, driver.Disk{File: f.image, Serial: proto.ImageSerial, ReadOnly: true})
+		}
+		sp.Disks = append(sp.Disks, driver.Disk{File: f.config, Serial: proto.ConfigSerial, ReadOnly: true})
 	}
 	return sp
 }
@@ -247,20 +245,23 @@ func (s *supervisor) boot(ctx context.Context) error {
 		return err
 	}
 	s.setStatus(func(st *control.Status) { st.Accelerator, st.Kernel = accel, k.KernelRelease })
-	if !s.cfg.Populated {
-		if _, err := os.Stat(s.dir.ImageTar()); err != nil {
-			return fmt.Errorf("the image of %s was never unpacked and its copy is gone: delete and re-create the machine", s.cfg.Name)
-		}
+	var files bootFiles
+	defer files.close()
+	if err := s.openDisk(&files); err != nil {
+		return err
 	}
-	disk, bi, err := s.prepareHost()
+	bi, err := s.prepareHost()
 	if err != nil {
 		return err
 	}
-	s.configDisk, s.bootInfo = &disk, bi
+	if err := s.openBootFiles(&files, k); err != nil {
+		return err
+	}
+	s.bootInfo = bi
 	s.saveBootInfo(bi)
 	s.stage("starting the VM")
 	s.consoleFrom = consoleSize(s.dir.ConsoleLog())
-	inst, err := s.be.Start(ctx, s.spec(k))
+	inst, err := s.be.Start(ctx, s.spec(&files))
 	if err != nil {
 		return err
 	}

@@ -20,7 +20,9 @@ import (
 	"strings"
 
 	"github.com/google/renameio/v2"
+
 	"github.com/machinetop/machinetop/vm/driver"
+	"github.com/machinetop/machinetop/vm/layout"
 )
 
 // Files the backend keeps per machine in driver.Spec.StateDir (or RunDir).
@@ -42,7 +44,11 @@ const mib = 1 << 20
 // Features describes the vz backend: virtio-fs shares, no SSH forwarding
 // yet, VMs that end with their supervisor, a traditional balloon (no free
 // page reporting), a virtio socket for the agent, arm64 guests on Apple
-// silicon, and guest addresses from the framework's NAT by DHCP.
+// silicon, and guest addresses from the framework's NAT by DHCP. It cannot
+// hide a directory inside a share (HideState false): the framework serves
+// shares itself, in a process machinetop cannot put in a namespace, so
+// machinetop's data directory must lie outside every share (its macOS
+// default does; the supervisor refuses a share that contains it).
 func Features() driver.Features {
 	return driver.Features{
 		ShareFS: driver.ShareVirtiofs,
@@ -75,13 +81,13 @@ func checkSpec(spec *driver.Spec) error {
 	if spec.MemoryBytes == 0 || spec.MemoryBytes%mib != 0 {
 		return fmt.Errorf("vz: memory size %d bytes is not a positive multiple of 1 MiB", spec.MemoryBytes)
 	}
-	for what, p := range map[string]string{"kernel": spec.Kernel, "initramfs": spec.Initramfs} {
-		if err := regularFile(p); err != nil {
+	for what, f := range map[string]*os.File{"kernel": spec.Kernel, "initramfs": spec.Initramfs} {
+		if err := regularFile(f); err != nil {
 			return fmt.Errorf("vz: %s: %w", what, err)
 		}
 	}
-	if spec.ConsoleLog == "" {
-		return errors.New("vz: no console log path")
+	if spec.Console == nil {
+		return errors.New("vz: no console log file")
 	}
 	if fi, err := os.Stat(spec.RunDir); err != nil || !fi.IsDir() {
 		return fmt.Errorf("vz: run directory %q is missing", spec.RunDir)
@@ -93,11 +99,11 @@ func checkSpec(spec *driver.Spec) error {
 	}
 	seen := map[string]bool{}
 	for i, d := range spec.Disks {
-		if err := regularFile(d.Path); err != nil {
+		if err := regularFile(d.File); err != nil {
 			return fmt.Errorf("vz: disk %d: %w", i, err)
 		}
 		if err := checkSerial(d.Serial); err != nil {
-			return fmt.Errorf("vz: disk %d (%s): %w", i, d.Path, err)
+			return fmt.Errorf("vz: disk %d (%s): %w", i, d.File.Name(), err)
 		}
 		if seen[d.Serial] {
 			return fmt.Errorf("vz: two disks have serial %q", d.Serial)
@@ -107,18 +113,31 @@ func checkSpec(spec *driver.Spec) error {
 	return nil
 }
 
-func regularFile(p string) error {
-	if p == "" {
-		return errors.New("no path given")
+// regularFile checks that f is an open regular file.
+func regularFile(f *os.File) error {
+	if f == nil {
+		return errors.New("no file given")
 	}
-	fi, err := os.Stat(p)
+	fi, err := f.Stat()
 	if err != nil {
 		return err
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file", p)
+		return fmt.Errorf("%s is not a regular file", f.Name())
 	}
 	return nil
+}
+
+// frameworkPath returns the path the Virtualization framework is given
+// for f, whose APIs for disk images and boot files take only paths:
+// f.Name(), after checking that it still names f (layout.SameFile), so
+// that a link or file swapped in after the supervisor opened f is refused.
+// Callers check again once the framework has opened it.
+func frameworkPath(f *os.File) (string, error) {
+	if !layout.SameFile(f, f.Name()) {
+		return "", fmt.Errorf("vz: %s changed since machinetop opened it (a link or another file was put in its place): remove it: %w", f.Name(), layout.ErrUnsafe)
+	}
+	return f.Name(), nil
 }
 
 // checkSerial reports whether s can be a block device identifier: 1 to
@@ -152,21 +171,24 @@ func stateDir(spec *driver.Spec) string {
 	return spec.RunDir
 }
 
-// loadOrCreate returns the contents of path, first writing create's result
-// there (atomically, mode 0600) when the file does not exist.
-func loadOrCreate(path string, create func() ([]byte, error)) ([]byte, error) {
-	b, err := os.ReadFile(path)
+// loadOrCreate returns the contents of dir/name, first writing create's
+// result there (atomically, mode 0600) when the file does not exist. The
+// file is read with layout.OpenBeneath: a link planted in its place is
+// refused, not followed.
+func loadOrCreate(dir, name string, create func() ([]byte, error)) ([]byte, error) {
+	f, err := layout.OpenBeneath(dir, name, os.O_RDONLY, 0)
 	if err == nil {
-		return b, nil
+		defer f.Close()
+		return io.ReadAll(f)
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	b, err = create()
+	b, err := create()
 	if err != nil {
 		return nil, err
 	}
-	if err := renameio.WriteFile(path, b, 0o600); err != nil {
+	if err := renameio.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -177,7 +199,7 @@ func loadOrCreate(path string, create func() ([]byte, error)) ([]byte, error) {
 // a unicast, locally administered address, so that macOS's NAT (vmnet)
 // hands the machine the same DHCP lease on every boot.
 func macAddress(dir, name string) (net.HardwareAddr, error) {
-	b, err := loadOrCreate(filepath.Join(dir, MACFile), func() ([]byte, error) {
+	b, err := loadOrCreate(dir, MACFile, func() ([]byte, error) {
 		sum := sha256.Sum256([]byte("machinetop vz mac\x00" + name + "\x00" + dir))
 		hw := net.HardwareAddr(sum[:6])
 		hw[0] = hw[0]&^0x01 | 0x02 // unicast, locally administered
@@ -200,33 +222,30 @@ var (
 	gzipMagic  = []byte{0x1f, 0x8b}
 )
 
-// linuxKernel returns a kernel path the framework can boot. On amd64 it is
-// path itself. On arm64 the framework boots only an uncompressed Image, so
-// a gzip-compressed Image (vmlinuz) or a gzip EFI zboot image is unpacked to
-// runDir first; any other format is an error.
-func linuxKernel(path, runDir, goarch string) (string, error) {
+// linuxKernel returns a kernel path the framework can boot, for the
+// kernel file f. On amd64 it is f's own (frameworkPath). On arm64 the
+// framework boots only an uncompressed Image, so a gzip-compressed Image
+// (vmlinuz) or a gzip EFI zboot image is unpacked from f into runDir
+// first; any other format is an error.
+func linuxKernel(f *os.File, runDir, goarch string) (string, error) {
 	if goarch != "arm64" {
-		return path, nil
+		return frameworkPath(f)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("vz: kernel: %w", err)
-	}
-	defer f.Close()
+	path := f.Name()
 	hdr := make([]byte, 64)
-	n, err := io.ReadFull(f, hdr)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+	n, err := f.ReadAt(hdr, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("vz: kernel %s: %w", path, err)
+	}
+	if n == 0 {
 		return "", fmt.Errorf("vz: kernel %s is too short to be a Linux image", path)
 	}
 	var payload io.Reader
 	switch {
 	case n == len(hdr) && bytes.Equal(hdr[0x38:0x3c], arm64Magic):
-		return path, nil
+		return frameworkPath(f)
 	case n >= 2 && bytes.Equal(hdr[:2], gzipMagic):
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return "", err
-		}
-		payload = f
+		payload = io.NewSectionReader(f, 0, 1<<62)
 	case n == len(hdr) && string(hdr[:2]) == "MZ" && string(hdr[4:8]) == "zimg":
 		off := binary.LittleEndian.Uint32(hdr[8:12])
 		size := binary.LittleEndian.Uint32(hdr[12:16])

@@ -11,6 +11,7 @@ import (
 
 	"github.com/machinetop/machinetop/guest/proto"
 	"github.com/machinetop/machinetop/vm/driver"
+	"github.com/machinetop/machinetop/vm/layout"
 )
 
 func writeFile(t *testing.T, path string, b []byte) string {
@@ -21,22 +22,34 @@ func writeFile(t *testing.T, path string, b []byte) string {
 	return path
 }
 
+// openFile writes b to path and opens it as the supervisor would.
+func openFile(t *testing.T, path string, b []byte) *os.File {
+	t.Helper()
+	writeFile(t, path, b)
+	f, err := layout.OpenBeneath(filepath.Dir(path), filepath.Base(path), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
 func validSpec(t *testing.T) *driver.Spec {
 	dir := t.TempDir()
 	return &driver.Spec{
 		Name:        "dev",
 		CPUs:        2,
 		MemoryBytes: 2048 * mib,
-		Kernel:      writeFile(t, filepath.Join(dir, "vmlinuz"), []byte("k")),
-		Initramfs:   writeFile(t, filepath.Join(dir, "initrd"), []byte("i")),
+		Kernel:      openFile(t, filepath.Join(dir, "vmlinuz"), []byte("k")),
+		Initramfs:   openFile(t, filepath.Join(dir, "initrd"), []byte("i")),
 		Cmdline:     "quiet",
 		Disks: []driver.Disk{
-			{Path: writeFile(t, filepath.Join(dir, "root.img"), nil), Serial: proto.RootSerial},
-			{Path: writeFile(t, filepath.Join(dir, "image.tar"), nil), Serial: proto.ImageSerial, ReadOnly: true},
+			{File: openFile(t, filepath.Join(dir, "root.img"), nil), Serial: proto.RootSerial},
+			{File: openFile(t, filepath.Join(dir, "image.tar"), nil), Serial: proto.ImageSerial, ReadOnly: true},
 		},
-		ConsoleLog: filepath.Join(dir, "console.log"),
-		RunDir:     dir,
-		StateDir:   dir,
+		Console:  openFile(t, filepath.Join(dir, "console.log"), nil),
+		RunDir:   dir,
+		StateDir: dir,
 	}
 }
 
@@ -49,12 +62,12 @@ func TestCheckSpec(t *testing.T) {
 		"no cpus":        func(s *driver.Spec) { s.CPUs = 0 },
 		"odd memory":     func(s *driver.Spec) { s.MemoryBytes += 1 },
 		"no memory":      func(s *driver.Spec) { s.MemoryBytes = 0 },
-		"no kernel":      func(s *driver.Spec) { s.Kernel = filepath.Join(s.RunDir, "missing") },
-		"dir as initrd":  func(s *driver.Spec) { s.Initramfs = s.RunDir },
-		"no console":     func(s *driver.Spec) { s.ConsoleLog = "" },
+		"no kernel":      func(s *driver.Spec) { s.Kernel = nil },
+		"dir as initrd":  func(s *driver.Spec) { s.Initramfs, _ = os.Open(s.RunDir) },
+		"no console":     func(s *driver.Spec) { s.Console = nil },
 		"no run dir":     func(s *driver.Spec) { s.RunDir = filepath.Join(s.StateDir, "missing") },
 		"no state dir":   func(s *driver.Spec) { s.StateDir = filepath.Join(s.RunDir, "missing") },
-		"missing disk":   func(s *driver.Spec) { s.Disks[0].Path += ".gone" },
+		"missing disk":   func(s *driver.Spec) { s.Disks[0].File = nil },
 		"empty serial":   func(s *driver.Spec) { s.Disks[1].Serial = "" },
 		"long serial":    func(s *driver.Spec) { s.Disks[1].Serial = strings.Repeat("x", MaxSerialLen+1) },
 		"non-ascii":      func(s *driver.Spec) { s.Disks[1].Serial = "mt-räder" },
@@ -127,11 +140,12 @@ func TestMACAddress(t *testing.T) {
 }
 
 func TestLoadOrCreate(t *testing.T) {
-	path := filepath.Join(t.TempDir(), MachineIDFile)
+	dir := t.TempDir()
+	path := filepath.Join(dir, MachineIDFile)
 	calls := 0
 	create := func() ([]byte, error) { calls++; return []byte{1, 2, 3}, nil }
 	for range 2 {
-		b, err := loadOrCreate(path, create)
+		b, err := loadOrCreate(dir, MachineIDFile, create)
 		if err != nil || !bytes.Equal(b, []byte{1, 2, 3}) {
 			t.Fatalf("loadOrCreate = %v, %v", b, err)
 		}
@@ -141,6 +155,27 @@ func TestLoadOrCreate(t *testing.T) {
 	}
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("stored file: %v, %v", fi, err)
+	}
+	// A link planted in its place is refused, not read.
+	other := writeFile(t, filepath.Join(t.TempDir(), "secret"), []byte("host secret"))
+	os.Remove(path)
+	os.Symlink(other, path)
+	if b, err := loadOrCreate(dir, MachineIDFile, create); err == nil {
+		t.Errorf("loadOrCreate followed a link: read %q", b)
+	}
+}
+
+func TestFrameworkPath(t *testing.T) {
+	dir := t.TempDir()
+	f := openFile(t, filepath.Join(dir, "disk.img"), []byte("d"))
+	if p, err := frameworkPath(f); err != nil || p != f.Name() {
+		t.Fatalf("frameworkPath = %q, %v", p, err)
+	}
+	// Swapped for a link after it was opened: refused.
+	os.Rename(f.Name(), f.Name()+".moved")
+	os.Symlink(f.Name()+".moved", f.Name())
+	if p, err := frameworkPath(f); err == nil {
+		t.Fatalf("frameworkPath accepted a link in place of the file: %q", p)
 	}
 }
 
@@ -175,18 +210,19 @@ func zboot(payload []byte, comp string) []byte {
 
 func TestLinuxKernel(t *testing.T) {
 	dir := t.TempDir()
-	raw := writeFile(t, filepath.Join(dir, "Image"), fakeImage())
-	if got, err := linuxKernel("/any/bzImage", dir, "amd64"); err != nil || got != "/any/bzImage" {
+	raw := openFile(t, filepath.Join(dir, "Image"), fakeImage())
+	bz := openFile(t, filepath.Join(dir, "bzImage"), []byte("x86"))
+	if got, err := linuxKernel(bz, dir, "amd64"); err != nil || got != bz.Name() {
 		t.Errorf("amd64: %q, %v", got, err)
 	}
-	if got, err := linuxKernel(raw, dir, "arm64"); err != nil || got != raw {
+	if got, err := linuxKernel(raw, dir, "arm64"); err != nil || got != raw.Name() {
 		t.Errorf("raw Image: %q, %v", got, err)
 	}
 	for name, content := range map[string][]byte{
 		"vmlinuz.gz":    gzipped(t, fakeImage()),
 		"vmlinuz.zboot": zboot(gzipped(t, fakeImage()), "gzip"),
 	} {
-		got, err := linuxKernel(writeFile(t, filepath.Join(dir, name), content), dir, "arm64")
+		got, err := linuxKernel(openFile(t, filepath.Join(dir, name), content), dir, "arm64")
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
 			continue
@@ -200,9 +236,10 @@ func TestLinuxKernel(t *testing.T) {
 		"zstd.zboot":  zboot([]byte("whatever"), "zstd"),
 		"garbage":     bytes.Repeat([]byte{7}, 100),
 		"short":       []byte("MZ"),
+		"empty":       nil,
 		"gzip-no-arm": gzipped(t, bytes.Repeat([]byte{1}, 100)),
 	} {
-		if got, err := linuxKernel(writeFile(t, filepath.Join(dir, name), content), dir, "arm64"); err == nil {
+		if got, err := linuxKernel(openFile(t, filepath.Join(dir, name), content), dir, "arm64"); err == nil {
 			t.Errorf("%s: accepted as %s", name, got)
 		}
 	}

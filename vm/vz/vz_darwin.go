@@ -99,15 +99,22 @@ func (b *Backend) Start(ctx context.Context, spec *driver.Spec) (driver.Instance
 	if err := checkHost(); err != nil {
 		return nil, err
 	}
-	cfg, err := configure(spec)
+	cfg, keep, err := configure(spec)
 	if err != nil {
 		return nil, err
 	}
+	closeKeep := func() {
+		for _, f := range keep {
+			f.Close()
+		}
+	}
 	machine, err := avf.NewVirtualMachine(cfg)
 	if err != nil {
+		closeKeep()
 		return nil, fmt.Errorf("vz: creating the virtual machine: %w", err)
 	}
 	if !machine.CanStart() {
+		closeKeep()
 		return nil, fmt.Errorf("vz: the virtual machine cannot start in state %v", machine.State())
 	}
 	started := make(chan error, 1)
@@ -115,6 +122,7 @@ func (b *Backend) Start(ctx context.Context, spec *driver.Spec) (driver.Instance
 	select {
 	case err := <-started:
 		if err != nil {
+			closeKeep()
 			return nil, fmt.Errorf("vz: starting the virtual machine: %w", err)
 		}
 	case <-ctx.Done():
@@ -122,16 +130,56 @@ func (b *Backend) Start(ctx context.Context, spec *driver.Spec) (driver.Instance
 			if <-started == nil {
 				machine.Stop()
 			}
+			closeKeep()
 		}()
 		return nil, ctx.Err()
 	}
-	inst := &instance{vm: machine, memory: spec.MemoryBytes, done: make(chan struct{})}
+	// The framework has opened the paths it was given: they must still be
+	// the files the supervisor opened.
+	if err := checkPaths(spec); err != nil {
+		machine.Stop()
+		closeKeep()
+		return nil, err
+	}
+	inst := &instance{vm: machine, memory: spec.MemoryBytes, done: make(chan struct{}), keep: keep}
 	go inst.watch()
 	return inst, nil
 }
 
-// configure returns the validated framework configuration for spec.
-func configure(spec *driver.Spec) (*avf.VirtualMachineConfiguration, error) {
+// configure returns the validated framework configuration for spec, and
+// the files the VM keeps open while it runs (the console's), which the
+// caller closes when the VM has stopped (or on error).
+func configure(spec *driver.Spec) (*avf.VirtualMachineConfiguration, []*os.File, error) {
+	var keep []*os.File
+	cfg, err := configureKeeping(spec, &keep)
+	if err != nil {
+		for _, f := range keep {
+			f.Close()
+		}
+		return nil, nil, err
+	}
+	return cfg, keep, nil
+}
+
+// checkPaths checks that every file of spec that the framework was given
+// by path is still the file the supervisor opened (frameworkPath).
+func checkPaths(spec *driver.Spec) error {
+	files := []*os.File{spec.Initramfs}
+	if runtime.GOARCH != "arm64" {
+		files = append(files, spec.Kernel)
+	}
+	for _, d := range spec.Disks {
+		files = append(files, d.File)
+	}
+	for _, f := range files {
+		if _, err := frameworkPath(f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func configureKeeping(spec *driver.Spec, keep *[]*os.File) (*avf.VirtualMachineConfiguration, error) {
 	if err := checkSpec(spec); err != nil {
 		return nil, err
 	}
@@ -149,9 +197,13 @@ func configure(spec *driver.Spec) (*avf.VirtualMachineConfiguration, error) {
 	if err != nil {
 		return nil, err
 	}
+	initrd, err := frameworkPath(spec.Initramfs)
+	if err != nil {
+		return nil, err
+	}
 	boot, err := avf.NewLinuxBootLoader(kernel,
 		avf.WithCommandLine(commandLine(spec.Cmdline)),
-		avf.WithInitrd(spec.Initramfs),
+		avf.WithInitrd(initrd),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("vz: Linux boot loader: %w", err)
@@ -179,7 +231,7 @@ func configure(spec *driver.Spec) (*avf.VirtualMachineConfiguration, error) {
 	}
 	cfg.SetNetworkDevicesVirtualMachineConfiguration([]*avf.VirtioNetworkDeviceConfiguration{nic})
 
-	console, err := consoleDevice(spec.ConsoleLog)
+	console, err := consoleDevice(spec.Console, keep)
 	if err != nil {
 		return nil, err
 	}
@@ -230,7 +282,7 @@ func configure(spec *driver.Spec) (*avf.VirtualMachineConfiguration, error) {
 // so that the guest sees the same machine on every boot.
 func platformConfig(dir string) (*avf.GenericPlatformConfiguration, error) {
 	path := filepath.Join(dir, MachineIDFile)
-	data, err := loadOrCreate(path, func() ([]byte, error) {
+	data, err := loadOrCreate(dir, MachineIDFile, func() ([]byte, error) {
 		id, err := avf.NewGenericMachineIdentifier()
 		if err != nil {
 			return nil, err
@@ -255,7 +307,9 @@ func platformConfig(dir string) (*avf.GenericPlatformConfiguration, error) {
 }
 
 // storageDevices attaches each disk as a virtio-blk device whose block
-// device identifier is the disk's serial. Disk images use the host's page
+// device identifier is the disk's serial. The framework opens disk images
+// by path (frameworkPath; VZDiskBlockDeviceStorageDeviceAttachment takes a
+// descriptor, but only of a block device). Disk images use the host's page
 // cache with fsync on guest flushes (VZDiskImageCachingModeCached,
 // VZDiskImageSynchronizationModeFsync): the framework's automatic
 // (uncached) mode has corrupted guest filesystems, and fsync makes a guest
@@ -263,17 +317,21 @@ func platformConfig(dir string) (*avf.GenericPlatformConfiguration, error) {
 func storageDevices(disks []driver.Disk) ([]avf.StorageDeviceConfiguration, error) {
 	var devs []avf.StorageDeviceConfiguration
 	for _, d := range disks {
-		att, err := avf.NewDiskImageStorageDeviceAttachmentWithCacheAndSync(d.Path, d.ReadOnly,
+		path, err := frameworkPath(d.File)
+		if err != nil {
+			return nil, err
+		}
+		att, err := avf.NewDiskImageStorageDeviceAttachmentWithCacheAndSync(path, d.ReadOnly,
 			avf.DiskImageCachingModeCached, avf.DiskImageSynchronizationModeFsync)
 		if err != nil {
-			return nil, fmt.Errorf("vz: disk %s: %w", d.Path, err)
+			return nil, fmt.Errorf("vz: disk %s: %w", path, err)
 		}
 		blk, err := avf.NewVirtioBlockDeviceConfiguration(att)
 		if err != nil {
-			return nil, fmt.Errorf("vz: disk %s: %w", d.Path, err)
+			return nil, fmt.Errorf("vz: disk %s: %w", path, err)
 		}
 		if err := blk.SetBlockDeviceIdentifier(d.Serial); err != nil {
-			return nil, fmt.Errorf("vz: disk %s: serial %q: %w", d.Path, d.Serial, err)
+			return nil, fmt.Errorf("vz: disk %s: serial %q: %w", path, d.Serial, err)
 		}
 		devs = append(devs, blk)
 	}
@@ -304,17 +362,26 @@ func networkDevice(dir, name string) (*avf.VirtioNetworkDeviceConfiguration, err
 	return nic, nil
 }
 
-// consoleDevice returns a virtio console port (the guest's hvc0) appending
-// to path.
-func consoleDevice(path string) (*avf.VirtioConsoleDeviceSerialPortConfiguration, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+// consoleDevice returns a virtio console port (the guest's hvc0) writing
+// to log, the console log the supervisor opened for appending, through a
+// duplicate of it that the VM keeps (added to keep); the guest reads
+// nothing from it (/dev/null).
+func consoleDevice(log *os.File, keep *[]*os.File) (*avf.VirtioConsoleDeviceSerialPortConfiguration, error) {
+	fd, err := syscall.Dup(int(log.Fd()))
 	if err != nil {
-		return nil, fmt.Errorf("vz: console log: %w", err)
+		return nil, fmt.Errorf("vz: console log %s: %w", log.Name(), err)
 	}
-	f.Close()
-	att, err := avf.NewFileSerialPortAttachment(path, true)
+	syscall.CloseOnExec(fd)
+	w := os.NewFile(uintptr(fd), log.Name())
+	*keep = append(*keep, w)
+	r, err := os.Open(os.DevNull)
 	if err != nil {
-		return nil, fmt.Errorf("vz: console log %s: %w", path, err)
+		return nil, fmt.Errorf("vz: console input: %w", err)
+	}
+	*keep = append(*keep, r)
+	att, err := avf.NewFileHandleSerialPortAttachment(r, w)
+	if err != nil {
+		return nil, fmt.Errorf("vz: console log %s: %w", log.Name(), err)
 	}
 	port, err := avf.NewVirtioConsoleDeviceSerialPortConfiguration(att)
 	if err != nil {
@@ -363,6 +430,8 @@ type instance struct {
 	done chan struct{} // closed when the VM has stopped
 	err  error         // why; set before done closes
 
+	keep []*os.File // files the VM uses, closed when it has stopped
+
 	mu     sync.Mutex
 	killed bool
 	conn   net.Conn // the open agent connection
@@ -394,6 +463,9 @@ loop:
 		i.conn = nil
 	}
 	i.mu.Unlock()
+	for _, f := range i.keep {
+		f.Close()
+	}
 	i.err = err
 	close(i.done)
 }
