@@ -25,18 +25,29 @@ func newImageCmd() *cobra.Command {
 }
 
 func newImageImportCmd() *cobra.Command {
-	return &cobra.Command{
+	var platform string
+	c := &cobra.Command{
 		Use:   "import FILE NAME[:TAG]",
 		Short: "Add an image from a root filesystem tar, a docker save tar or an OCI layout",
 		Long: "Add an image to the local store and print its digest. FILE may be " +
-			images.AcceptedFormats + "; compressed files are recognised by content.",
+			images.AcceptedFormats + "; compressed files are recognised by content. " +
+			"A root filesystem tar becomes an image for this host's platform or --platform; " +
+			"from an OCI layout holding several images, the one for that platform is taken.",
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var opts images.ImportOptions
+			if platform != "" {
+				p, err := images.ParsePlatform(platform)
+				if err != nil {
+					return err
+				}
+				opts.Platform = &p
+			}
 			st, err := openStore()
 			if err != nil {
 				return err
 			}
-			im, err := st.Import(cmd.Context(), args[0], args[1])
+			im, err := st.Import(cmd.Context(), args[0], args[1], opts)
 			if err != nil {
 				return err
 			}
@@ -44,6 +55,8 @@ func newImageImportCmd() *cobra.Command {
 			return nil
 		},
 	}
+	c.Flags().StringVar(&platform, "platform", "", "os/arch[/variant] of the image, e.g. linux/arm64 (default: this host's)")
+	return c
 }
 
 // imageJSON is one row of `image ls --format json`.
@@ -108,12 +121,18 @@ func newImageListCmd() *cobra.Command {
 func shortDigest(im images.Image) string { return im.Digest.Hex[:12] }
 
 // writeImageTable prints the `image ls` table; now anchors CREATED.
+// PLATFORM is the image's os/arch[/variant], "-" when its config names
+// none.
 func writeImageTable(w io.Writer, ims []images.Image, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "REPOSITORY\tTAG\tDIGEST\tSIZE\tCREATED")
+	fmt.Fprintln(tw, "REPOSITORY\tTAG\tDIGEST\tSIZE\tCREATED\tPLATFORM")
 	for _, im := range ims {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", im.Name, im.Tag, shortDigest(im),
-			vm.FormatSize(uint64(im.Size)), relativeTime(im.Created, now))
+		plat := im.Platform
+		if plat == "" {
+			plat = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", im.Name, im.Tag, shortDigest(im),
+			vm.FormatSize(uint64(im.Size)), relativeTime(im.Created, now), plat)
 	}
 	tw.Flush()
 }
