@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"runtime"
 )
 
 // Backend starts virtual machines. A Backend is used by the supervisor
@@ -24,10 +25,13 @@ type Backend interface {
 	// needs root on Linux).
 	Features() Features
 	// Accelerator reports the accelerator Start will use ("kvm", "tcg",
-	// "hvf"), probing the host in bounded time if it must. kernel is the
+	// "hvf") for a guest of architecture arch (a GOARCH name, "" for the
+	// host's), probing the host in bounded time if it must. kernel is the
 	// guest kernel image, which a backend may boot to prove that an
-	// accelerator really works.
-	Accelerator(ctx context.Context, kernel string) (string, error)
+	// accelerator really works. A guest of another architecture than the
+	// host's is never hardware-accelerated. It returns an error for an
+	// accelerator forced by configuration that cannot run arch.
+	Accelerator(ctx context.Context, arch, kernel string) (string, error)
 	// Start boots the VM described by spec and returns once the hypervisor
 	// runs it (not when the guest is ready). The VM keeps running when ctx
 	// ends; ctx bounds only the start itself.
@@ -75,7 +79,8 @@ type Features struct {
 	// false for a virtio-serial port (QEMU).
 	Vsock bool
 	// Archs are the guest architectures the backend can run on this host,
-	// as GOARCH names ("amd64", "arm64").
+	// as GOARCH names ("amd64", "arm64"); a machine of another
+	// architecture cannot be created (see Spec.Arch).
 	Archs []string
 	// GuestNet is how the guest configures its network: a static
 	// "ADDRESS/PREFIX,GATEWAY,DNS" (guest/proto ParamNet) for a network
@@ -86,14 +91,20 @@ type Features struct {
 
 // Spec describes one boot of a machine.
 type Spec struct {
-	Name        string
+	Name string
+	// Arch is the guest architecture as a GOARCH name ("amd64", "arm64"),
+	// one of Features.Archs; "" means the host's. The kernel and the
+	// initramfs must be built for it.
+	Arch        string
 	CPUs        int
 	MemoryBytes uint64 // guest RAM, bytes, a multiple of 1 MiB
 	Kernel      string // path of the kernel image (bzImage / Image)
 	Initramfs   string // path of the newc initramfs
 	Cmdline     string // kernel command line
 	Disks       []Disk // virtio-blk disks in order
-	// ConsoleLog is the file the serial console (hvc0/ttyS0) is appended to.
+	// ConsoleLog is the file the guest's console is appended to (the
+	// backend picks the device: ttyS0 on x86 and ttyAMA0 on arm64 under
+	// QEMU, hvc0 on vz).
 	ConsoleLog string
 	// RunDir is a private directory (0700) for the backend's sockets and
 	// pid files; paths in it stay under the unix(7) socket path limit.
@@ -110,6 +121,15 @@ type Spec struct {
 	// SSHPort, when non-zero, is a TCP port on the host's 127.0.0.1 that
 	// the backend forwards to the guest's port 22 (Features.SSHForward).
 	SSHPort int
+}
+
+// GuestArch returns s.Arch, or the host's architecture (runtime.GOARCH)
+// when s.Arch is empty.
+func (s *Spec) GuestArch() string {
+	if s.Arch != "" {
+		return s.Arch
+	}
+	return runtime.GOARCH
 }
 
 // Share is one host directory shared with the guest for a boot.

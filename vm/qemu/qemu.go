@@ -4,7 +4,10 @@
 // qemu-system process with direct kernel boot, virtio-blk disks, user-mode
 // networking, a virtio-serial agent channel, virtio-balloon with free page
 // reporting, virtio-rng, the serial console in a log file and QMP on a unix
-// socket (QEMU's docs: system/invocation, interop/qmp-spec).
+// socket (QEMU's docs: system/invocation, interop/qmp-spec). Guests are
+// x86_64 (qemu-system-x86_64, the q35 board) or arm64
+// (qemu-system-aarch64, the virt board); one of another architecture than
+// the host's runs under TCG.
 package qemu
 
 import (
@@ -30,11 +33,13 @@ import (
 
 // Backend runs machines under qemu-system-<arch>.
 type Backend struct {
-	// Binary is the QEMU system emulator; empty means qemu-system-x86_64
-	// or qemu-system-aarch64 from PATH, by host architecture.
+	// Binary is the QEMU system emulator for guests of the host's
+	// architecture; empty means the one Emulator names, from PATH.
+	// Guests of another architecture always use theirs from PATH.
 	Binary string
 	// Accel is "auto" (probe KVM, fall back to TCG), "kvm" or "tcg";
-	// empty means $MACHINETOP_ACCEL, else "auto".
+	// empty means $MACHINETOP_ACCEL, else "auto". It applies to guests of
+	// the host's architecture: others always run under TCG.
 	Accel string
 	// ProbeCacheDir holds the result of the KVM probe for this host boot;
 	// empty disables caching.
@@ -47,18 +52,49 @@ var _ driver.Backend = (*Backend)(nil)
 // fixed 10.0.2.0/24: the guest is .15, the gateway .2, DNS .3).
 const GuestNet = "10.0.2.15/24,10.0.2.2,10.0.2.3"
 
+// emulator is the QEMU system emulator for one guest architecture.
+type emulator struct {
+	binary string // as installed in PATH
+	pkg    string // the Debian/Ubuntu package that ships it
+}
+
+// emulators are the guest architectures (GOARCH names) the backend runs.
+var emulators = map[string]emulator{
+	"amd64": {"qemu-system-x86_64", "qemu-system-x86"},
+	"arm64": {"qemu-system-aarch64", "qemu-system-arm"},
+}
+
+// Emulator returns the name of the QEMU system emulator for guests of the
+// GOARCH arch ("qemu-system-x86_64", "qemu-system-aarch64"), and false for
+// an architecture the backend cannot run.
+func Emulator(arch string) (string, bool) {
+	e, ok := emulators[arch]
+	return e.binary, ok
+}
+
 // Features describes the QEMU backend: shares over ShareFS(), SSH
 // forwarded by user-mode networking's hostfwd, VMs that outlive their
 // supervisor, free page reporting and a balloon, virtio-serial for the
-// agent, guests of the host's architecture, a fixed guest address.
+// agent, a fixed guest address, and as Archs the host's architecture plus
+// every other one whose emulator is in PATH (an arm64 guest on an x86
+// host runs under TCG, and the other way round).
 func (b *Backend) Features() driver.Features {
+	archs := []string{runtime.GOARCH}
+	for _, a := range []string{"amd64", "arm64"} {
+		if a == runtime.GOARCH {
+			continue
+		}
+		if _, err := exec.LookPath(emulators[a].binary); err == nil {
+			archs = append(archs, a)
+		}
+	}
 	return driver.Features{
 		ShareFS:           b.ShareFS(),
 		SSHForward:        true,
 		Adopt:             true,
 		FreePageReporting: true,
 		Balloon:           true,
-		Archs:             []string{runtime.GOARCH},
+		Archs:             archs,
 		GuestNet:          GuestNet,
 	}
 }
@@ -66,50 +102,74 @@ func (b *Backend) Features() driver.Features {
 // Name returns "qemu".
 func (b *Backend) Name() string { return "qemu" }
 
-func (b *Backend) binary() (string, error) {
-	name := b.Binary
-	if name == "" {
-		name = "qemu-system-x86_64"
-		if runtime.GOARCH == "arm64" {
-			name = "qemu-system-aarch64"
-		}
+// binary returns the path of the emulator for guests of arch.
+func (b *Backend) binary(arch string) (string, error) {
+	e, ok := emulators[arch]
+	if !ok {
+		return "", fmt.Errorf("the QEMU backend cannot run %s guests: use amd64 or arm64", arch)
+	}
+	name := e.binary
+	if b.Binary != "" && arch == runtime.GOARCH {
+		name = b.Binary
 	}
 	p, err := exec.LookPath(name)
 	if err != nil {
-		return "", fmt.Errorf("%s not found: install QEMU (Debian/Ubuntu: sudo apt-get install qemu-system-x86) or run the README's setup command", name)
+		return "", fmt.Errorf("%s not found, which runs %s machines: install QEMU (Debian/Ubuntu: sudo apt-get install %s) or run the README's setup command", name, arch, e.pkg)
 	}
 	return p, nil
 }
 
-// Accelerator returns "kvm" when KVM is usable, else "tcg". With Accel
-// "auto" it boots kernel under KVM and waits at most 3 s for it to get
-// through its boot, because on nested hosts /dev/kvm exists but guests hang.
-func (b *Backend) Accelerator(ctx context.Context, kernel string) (string, error) {
+// Accelerator returns "kvm" when KVM is usable for a guest of arch, else
+// "tcg". KVM runs only guests of the host's architecture, so any other is
+// "tcg" without a probe. With Accel "auto" it boots kernel under KVM and
+// waits at most 3 s for it to get through its boot, because on nested
+// hosts /dev/kvm exists but guests hang. Accel "kvm" for a guest of
+// another architecture is an error.
+func (b *Backend) Accelerator(ctx context.Context, arch, kernel string) (string, error) {
+	if arch == "" {
+		arch = runtime.GOARCH
+	}
 	accel := b.Accel
 	if accel == "" {
 		accel = os.Getenv("MACHINETOP_ACCEL")
 	}
 	switch accel {
-	case "kvm", "tcg":
+	case "tcg":
+		return accel, nil
+	case "kvm":
+		if arch != runtime.GOARCH {
+			return "", fmt.Errorf("KVM cannot run an %s guest on this %s host: set the accelerator to auto or tcg (MACHINETOP_ACCEL)", arch, runtime.GOARCH)
+		}
 		return accel, nil
 	case "", "auto":
 	default:
 		return "", fmt.Errorf("unknown accelerator %q: use auto, kvm or tcg", accel)
 	}
-	bin, err := b.binary()
+	if arch != runtime.GOARCH {
+		return "tcg", nil
+	}
+	bin, err := b.binary(arch)
 	if err != nil {
 		return "", err
 	}
 	return probeAccel(ctx, bin, kernel, b.ProbeCacheDir), nil
 }
 
-func (b *Backend) machineArgs(accel string) []string {
-	if runtime.GOARCH == "arm64" {
-		cpu := "max"
+// machineArgs are the board and CPU for a guest of arch.
+func machineArgs(arch, accel string) []string {
+	if arch == "arm64" {
+		// virt is QEMU's generic arm64 board: PCIe for the virtio-*-pci
+		// devices, a PL011 UART (ttyAMA0), PSCI to power off; booted
+		// without firmware, the kernel gets a device tree.
 		if accel == "kvm" {
-			cpu = "host"
+			return []string{"-machine", "virt,gic-version=max", "-cpu", "host"}
 		}
-		return []string{"-machine", "virt,gic-version=max", "-cpu", cpu}
+		// -cpu max is every feature TCG emulates. Its pointer
+		// authentication defaults to the architected QARMA5 cipher, so
+		// costly to emulate that Debian's kernel took 6.6 s instead of
+		// 1.5 s to reach /init; pauth-impdef=on keeps the feature with
+		// QEMU's cheap implementation-defined algorithm.
+		return []string{"-machine", "virt,gic-version=max", "-cpu", "max,pauth-impdef=on"}
 	}
 	// -cpu max under TCG gives the guest modern instructions; under KVM we
 	// keep QEMU's default model, since host/max abort on some nested hosts.
@@ -119,8 +179,12 @@ func (b *Backend) machineArgs(accel string) []string {
 	return []string{"-machine", "q35"}
 }
 
-func consoleDevice() string {
-	if runtime.GOARCH == "arm64" {
+// consoleDevice is the guest's serial console for arch: the PL011 UART of
+// the virt board, or the PC's first 16550 UART. Both drivers are built into
+// Debian's kernels, so /dev/console works from the first instruction of
+// /init.
+func consoleDevice(arch string) string {
+	if arch == "arm64" {
 		return "ttyAMA0"
 	}
 	return "ttyS0"
@@ -142,13 +206,14 @@ func (b *Backend) Args(spec *driver.Spec, accel string) []string {
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
 		"-accel", accelOpt(accel),
 	}
-	args = append(args, b.machineArgs(accel)...)
+	arch := spec.GuestArch()
+	args = append(args, machineArgs(arch, accel)...)
 	args = append(args,
 		"-smp", strconv.Itoa(spec.CPUs),
 		"-m", fmt.Sprintf("%dM", memMiB),
 		"-kernel", spec.Kernel,
 		"-initrd", spec.Initramfs,
-		"-append", "console="+consoleDevice()+" "+spec.Cmdline,
+		"-append", "console="+consoleDevice(arch)+" "+spec.Cmdline,
 		"-chardev", "file,id=console,append=on,path="+spec.ConsoleLog,
 		"-serial", "chardev:console",
 		"-netdev", netdev(spec),
@@ -199,11 +264,11 @@ func accelOpt(accel string) string {
 // caller's terminal or process group do not reach it, and returns once the
 // QMP socket answers (at most 10 s).
 func (b *Backend) Start(ctx context.Context, spec *driver.Spec) (driver.Instance, error) {
-	bin, err := b.binary()
+	bin, err := b.binary(spec.GuestArch())
 	if err != nil {
 		return nil, err
 	}
-	accel, err := b.Accelerator(ctx, spec.Kernel)
+	accel, err := b.Accelerator(ctx, spec.GuestArch(), spec.Kernel)
 	if err != nil {
 		return nil, err
 	}

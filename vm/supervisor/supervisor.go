@@ -182,7 +182,7 @@ func (s *supervisor) spec(k *kit.Kit) *driver.Spec {
 		cmdline += fmt.Sprintf(" %s=%s", proto.ParamNet, s.feat.GuestNet)
 	}
 	sp := &driver.Spec{
-		Name: s.cfg.Name, CPUs: s.cfg.CPUs, MemoryBytes: s.cfg.MemoryBytes,
+		Name: s.cfg.Name, Arch: s.cfg.GuestArch(), CPUs: s.cfg.CPUs, MemoryBytes: s.cfg.MemoryBytes,
 		Cmdline:    cmdline,
 		Disks:      disks,
 		ConsoleLog: s.dir.ConsoleLog(),
@@ -210,7 +210,7 @@ func (s *supervisor) boot(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	accel, err := s.be.Accelerator(ctx, k.Kernel)
+	accel, err := s.be.Accelerator(ctx, s.cfg.GuestArch(), k.Kernel)
 	if err != nil {
 		return err
 	}

@@ -290,16 +290,16 @@ type cacheSource struct {
 	path   string // the tar handed to Create, removed after it
 }
 
-func (c *cacheSource) Rootfs(ctx context.Context, ref string) (string, string, string, error) {
+func (c *cacheSource) Rootfs(ctx context.Context, ref string) (vm.ImageRootfs, error) {
 	dir := c.r.Manager.Data.Tmp()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", "", "", err
+		return vm.ImageRootfs{}, err
 	}
 	p := filepath.Join(dir, "rootfs-"+c.digest.Hex+".tar")
 	if _, err := os.Stat(p); err != nil {
 		f, err := os.CreateTemp(dir, ".rootfs-*")
 		if err != nil {
-			return "", "", "", err
+			return vm.ImageRootfs{}, err
 		}
 		defer os.Remove(f.Name())
 		bw := bufio.NewWriterSize(f, 1<<20)
@@ -311,14 +311,18 @@ func (c *cacheSource) Rootfs(ctx context.Context, ref string) (string, string, s
 			err = cerr
 		}
 		if err != nil {
-			return "", "", "", err
+			return vm.ImageRootfs{}, err
 		}
 		if err := os.Rename(f.Name(), p); err != nil {
-			return "", "", "", err
+			return vm.ImageRootfs{}, err
 		}
 	}
 	c.path = p
-	return "build:" + c.digest.Hex[:12], c.digest.String(), p, nil
+	platform := ""
+	if cf, err := c.img.ConfigFile(); err == nil && cf.OS != "" {
+		platform = cf.OS + "/" + cf.Architecture
+	}
+	return vm.ImageRootfs{Name: "build:" + c.digest.Hex[:12], Digest: c.digest.String(), Tar: p, Platform: platform}, nil
 }
 
 // run executes one RUN step in a new overlay upper directory id.
