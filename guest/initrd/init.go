@@ -9,6 +9,7 @@ package initrd
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -38,12 +39,18 @@ const diskWait = 15 * time.Second
 // init or the agent, or powers the machine off after a fatal error.
 func Main() {
 	mountEarly()
-	logToConsole()
+	// The console's driver may be a module (virtio_console for hvc0 on
+	// vz), so /dev/console is opened only once the modules are loaded;
+	// until then log lines are kept, and logToConsole writes them out.
+	log.SetFlags(0)
+	log.SetPrefix("machinetop-init: ")
+	log.SetOutput(&earlyLog)
 	params := cmdline()
 	debug := params[proto.ParamDebug] == "1"
 	start := time.Now()
 
 	loadModules(debug)
+	logToConsole()
 
 	rootDev, err := waitForDisk(proto.RootSerial)
 	if err != nil {
@@ -117,21 +124,39 @@ func mountEarly() {
 	}
 }
 
+// earlyLog holds the log lines written before the console is open.
+var earlyLog bytes.Buffer
+
 // logToConsole makes /dev/console stdin, stdout and stderr (the kernel
 // gives /init none when the initramfs has no /dev/console) and sends the
-// log there with the "machinetop-init: " prefix.
+// log there, starting with the lines kept in earlyLog. Without a console
+// the log goes to the kernel log.
 func logToConsole() {
 	con, err := os.OpenFile("/dev/console", os.O_RDWR, 0)
 	if err != nil {
+		for _, line := range strings.Split(strings.TrimSpace(earlyLog.String()), "\n") {
+			if line != "" {
+				kmsg(strings.TrimPrefix(line, log.Prefix()))
+			}
+		}
 		kmsg(fmt.Sprintf("opening /dev/console: %v", err))
+		log.SetOutput(kmsgWriter{})
 		return
 	}
 	for fd := 0; fd < 3; fd++ {
 		unix.Dup2(int(con.Fd()), fd)
 	}
-	log.SetFlags(0)
-	log.SetPrefix("machinetop-init: ")
+	os.Stderr.Write(earlyLog.Bytes())
+	earlyLog.Reset()
 	log.SetOutput(os.Stderr)
+}
+
+// kmsgWriter is a log output that writes each line to the kernel log.
+type kmsgWriter struct{}
+
+func (kmsgWriter) Write(p []byte) (int, error) {
+	kmsg(strings.TrimPrefix(strings.TrimRight(string(p), "\n"), log.Prefix()))
+	return len(p), nil
 }
 
 // kmsg writes a line to the kernel log (/dev/kmsg).
