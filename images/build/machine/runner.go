@@ -228,8 +228,14 @@ func (r *Runner) create(ctx context.Context, base v1.Image, output io.Writer) (*
 	if cpus == 0 {
 		cpus = vm.HostCPUs()
 	}
+	// The builder runs the base image's architecture (emulated when it is
+	// not the host's), so that RUN steps of an arm64 image run as arm64.
+	arch := ""
+	if cf, err := base.ConfigFile(); err == nil {
+		arch = cf.Architecture
+	}
 	cfg, err := mgr.Create(ctx, vm.CreateOptions{
-		Image: d.String(), Name: name, CPUs: cpus, MemoryBytes: mem,
+		Image: d.String(), Name: name, Arch: arch, CPUs: cpus, MemoryBytes: mem,
 		// A Dockerfile's RUN sees no host files: the build context reaches
 		// it only through COPY and ADD.
 		HomeMount: vm.HomeMountNone, Builder: true,
