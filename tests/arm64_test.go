@@ -164,9 +164,6 @@ func TestArm64Debian(t *testing.T) {
 	start = time.Now()
 	e.must("machine", "restart", name)
 	t.Logf("restart into systemd (agent ready): %v", time.Since(start).Round(time.Second))
-	if out := e.mustRun(name, "cat", "/proc/1/comm"); strings.TrimSpace(out) != "systemd" {
-		t.Fatalf("PID 1 is %q, want systemd", out)
-	}
 	out, _, _ := e.run(name, "", "sh", "-c",
 		"for i in $(seq 1200); do [ -S /run/systemd/private ] && break; sleep 0.1; done; systemctl is-system-running --wait")
 	if s := strings.TrimSpace(out); s != "running" && s != "degraded" {
@@ -174,6 +171,9 @@ func TestArm64Debian(t *testing.T) {
 		t.Fatalf("systemctl is-system-running: %q\n%s", s, failed)
 	}
 	t.Logf("restart to systemd running: %v", time.Since(start).Round(time.Second))
+	if out := e.mustRun(name, "cat", "/proc/1/comm"); strings.TrimSpace(out) != "systemd" {
+		t.Fatalf("PID 1 is %q, want systemd", out)
+	}
 	if out, errs, code := e.run(name, "hi\n", "sh", "-c", "cat; exit 5"); code != 5 || out != "hi\n" {
 		t.Fatalf("stdin and exit status: code %d out %q err %q", code, out, errs)
 	}
