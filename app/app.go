@@ -55,19 +55,19 @@ func OpenAt(d layout.Data, backend driver.Backend) (*App, error) {
 type StoreSource struct{ Store *images.Store }
 
 // Rootfs resolves ref in the store and returns the image's name:tag, its
-// manifest digest and the path of its flattened root filesystem tar,
-// flattening it on first use. It returns the store's error (wrapping
-// images.ErrNotFound) for an unknown image.
-func (s StoreSource) Rootfs(ctx context.Context, ref string) (string, string, string, error) {
+// manifest digest, its platform and the path of its flattened root
+// filesystem tar, flattening it on first use. It returns the store's error
+// (wrapping images.ErrNotFound) for an unknown image.
+func (s StoreSource) Rootfs(ctx context.Context, ref string) (vm.ImageRootfs, error) {
 	img, _, err := s.Store.Resolve(ref)
 	if err != nil {
-		return "", "", "", err
+		return vm.ImageRootfs{}, err
 	}
 	p, err := s.Store.RootfsTar(ctx, img.Digest.String())
 	if err != nil {
-		return "", "", "", err
+		return vm.ImageRootfs{}, err
 	}
-	return img.Ref(), img.Digest.String(), p, nil
+	return vm.ImageRootfs{Name: img.Ref(), Digest: img.Digest.String(), Tar: p, Platform: img.Platform}, nil
 }
 
 // Job is one pull or build: its events go to a journal under the data
@@ -128,12 +128,18 @@ func (a *App) Pull(ctx context.Context, ref string, opts images.PullOptions, wat
 
 // Create makes a machine (see vm.Manager.Create), pulling its image first
 // when the store lacks it and the reference names a registry image, as
-// `docker run` does; the pull's events go to watch (may be nil).
+// `docker run` does, for the machine's architecture (linux/<opts.Arch>);
+// the pull's events go to watch (may be nil).
 func (a *App) Create(ctx context.Context, opts vm.CreateOptions, watch func(progress.Event)) (*vm.Config, error) {
 	img, _, err := a.Images.Resolve(opts.Image)
 	if errors.Is(err, images.ErrNotFound) && images.LooksPullable(opts.Image) {
+		arch, aerr := vm.ParseArch(opts.Arch)
+		if aerr != nil {
+			return nil, aerr
+		}
+		plat := images.LinuxPlatform(arch)
 		var perr error
-		img, perr = a.Pull(ctx, opts.Image, images.PullOptions{}, watch)
+		img, perr = a.Pull(ctx, opts.Image, images.PullOptions{Platform: &plat}, watch)
 		if perr != nil {
 			return nil, fmt.Errorf("%w; pulling it failed: %v", err, perr)
 		}

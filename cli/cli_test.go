@@ -284,7 +284,7 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("--version printed %q; want version %s, commit %s, %s", out, ver, commit[:12], runtime.Version())
 	}
 	// The guest binary built beside it says the same.
-	g, err := exec.Command(filepath.Join(binDir, "machinetop-guest"), "--version").Output()
+	g, err := exec.Command(filepath.Join(binDir, "machinetop-guest-linux-"+runtime.GOARCH), "--version").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +310,7 @@ func TestVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	if rep.Host.Version != ver || rep.Guest.Version != ver || rep.Guest.Commit != rep.Host.Commit ||
-		rep.GuestPath != filepath.Join(binDir, "machinetop-guest") {
+		rep.GuestPath != filepath.Join(binDir, "machinetop-guest-linux-"+runtime.GOARCH) {
 		t.Errorf("version --format json: %+v", rep)
 	}
 	if got := e.must("version", "-f", "{{.Guest.Version}}"); got != ver+"\n" {

@@ -144,5 +144,9 @@ var completeProgress = completeWords("auto\ttty on a terminal, else plain", "pla
 // completePlatform completes --platform.
 var completePlatform = completeWords("linux/amd64", "linux/arm64", "linux/arm/v7", "linux/riscv64", "linux/ppc64le", "linux/s390x")
 
+// completeArch completes --arch: the guest architectures the QEMU and vz
+// backends run.
+var completeArch = completeWords("amd64", "arm64")
+
 // completeHomeMount completes --home-mount.
 var completeHomeMount = completeWords(vm.HomeMountRW+"\tread-write (the default)", vm.HomeMountRO+"\tread-only", vm.HomeMountNone+"\tnot shared")

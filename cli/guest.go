@@ -159,7 +159,7 @@ func buildGuest(ctx context.Context, mod, ver, arch, out string, log io.Writer) 
 		"GOBIN=", "GOPATH="+tmp, "GOMODCACHE="+strings.TrimSpace(string(modcache)))
 	c.Stdout, c.Stderr = log, log
 	if err := c.Run(); err != nil {
-		return fmt.Errorf("building the guest agent (go install %s): %w; or build it from a checkout with `make` and set $%s to bin/machinetop-guest", pkg, err, kit.GuestEnv)
+		return fmt.Errorf("building the guest agent (go install %s): %w; or build it from a checkout with `make` and set $%s to bin/machinetop-guest-linux-%s", pkg, err, kit.GuestEnv, arch)
 	}
 	for _, p := range []string{filepath.Join(tmp, "bin", "machinetop-guest"), filepath.Join(tmp, "bin", "linux_"+arch, "machinetop-guest")} {
 		if err := os.Rename(p, out); err == nil {

@@ -25,12 +25,14 @@ func newImageCmd() *cobra.Command {
 }
 
 func newImageImportCmd() *cobra.Command {
-	return &cobra.Command{
+	var platform string
+	c := &cobra.Command{
 		Use:   "import FILE NAME[:TAG]",
 		Short: "Add an image from a root filesystem tar, a docker save tar or an OCI layout",
 		Long: "Add an image to the local store and print its digest. FILE may be " +
 			images.AcceptedFormats + "; compressed files are recognised by content. " +
-			"FILE - reads the tar from stdin.",
+			"FILE - reads the tar from stdin. A root filesystem tar becomes an image for this host's platform or --platform; " +
+			"from an OCI layout holding several images, the one for that platform is taken.",
 		Example: "  machinetop image import rootfs.tar.gz debian:bookworm\n" +
 			"  docker save alpine:3 | machinetop image import - alpine:3",
 		Args: wantArgs(2, 2),
@@ -41,6 +43,14 @@ func newImageImportCmd() *cobra.Command {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var opts images.ImportOptions
+			if platform != "" {
+				p, err := images.ParsePlatform(platform)
+				if err != nil {
+					return err
+				}
+				opts.Platform = &p
+			}
 			st, err := openStore()
 			if err != nil {
 				return err
@@ -54,7 +64,7 @@ func newImageImportCmd() *cobra.Command {
 				defer cleanup()
 				path = spooled
 			}
-			im, err := st.Import(cmd.Context(), path, args[1])
+			im, err := st.Import(cmd.Context(), path, args[1], opts)
 			if err != nil {
 				if path != args[0] {
 					return renamePath(err, path, "-")
@@ -65,6 +75,9 @@ func newImageImportCmd() *cobra.Command {
 			return nil
 		},
 	}
+	c.Flags().StringVar(&platform, "platform", "", "`PLATFORM` (os/arch[/variant]) of the image, e.g. linux/arm64 (default: this host's)")
+	c.RegisterFlagCompletionFunc("platform", completePlatform)
+	return c
 }
 
 // imageRow is one row of `image ls`: the fields of its templates and of
@@ -133,12 +146,18 @@ func newImageListCmd() *cobra.Command {
 func shortDigest(im images.Image) string { return im.Digest.Hex[:12] }
 
 // writeImageTable prints the `image ls` table; now anchors CREATED.
+// PLATFORM is the image's os/arch[/variant], "-" when its config names
+// none.
 func writeImageTable(w io.Writer, ims []images.Image, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "REPOSITORY\tTAG\tDIGEST\tSIZE\tCREATED")
+	fmt.Fprintln(tw, "REPOSITORY\tTAG\tDIGEST\tSIZE\tCREATED\tPLATFORM")
 	for _, im := range ims {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", im.Name, im.Tag, shortDigest(im),
-			vm.FormatSize(uint64(im.Size)), relativeTime(im.Created, now))
+		plat := im.Platform
+		if plat == "" {
+			plat = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", im.Name, im.Tag, shortDigest(im),
+			vm.FormatSize(uint64(im.Size)), relativeTime(im.Created, now), plat)
 	}
 	tw.Flush()
 }

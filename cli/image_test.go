@@ -75,7 +75,7 @@ func TestImageCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "REPOSITORY TAG DIGEST SIZE CREATED" {
+	if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "REPOSITORY TAG DIGEST SIZE CREATED PLATFORM" {
 		t.Fatalf("ls output:\n%s", out)
 	}
 	if f := strings.Fields(lines[1]); f[0] != "demo" || f[1] != "v1" || f[2] != digest[7:19] || !strings.HasSuffix(f[3], "B") && !strings.HasSuffix(f[3], "K") {
@@ -143,13 +143,13 @@ func TestWriteImageTable(t *testing.T) {
 	d := v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("ab", 32)}
 	var buf bytes.Buffer
 	writeImageTable(&buf, []images.Image{
-		{Name: "debian", Tag: "bookworm", Digest: d, Size: 75 << 20, Created: now.Add(-3 * time.Minute)},
+		{Name: "debian", Tag: "bookworm", Digest: d, Size: 75 << 20, Created: now.Add(-3 * time.Minute), Platform: "linux/arm64/v8"},
 		{Name: "example.com/team/app", Tag: "v1", Digest: d, Size: 3 << 29, Created: now.Add(-49 * time.Hour)},
 	}, now)
 	want := "" +
-		"REPOSITORY            TAG       DIGEST        SIZE  CREATED\n" +
-		"debian                bookworm  abababababab  75M   3 minutes ago\n" +
-		"example.com/team/app  v1        abababababab  1.5G  2 days ago\n"
+		"REPOSITORY            TAG       DIGEST        SIZE  CREATED        PLATFORM\n" +
+		"debian                bookworm  abababababab  75M   3 minutes ago  linux/arm64/v8\n" +
+		"example.com/team/app  v1        abababababab  1.5G  2 days ago     -\n"
 	if buf.String() != want {
 		t.Errorf("table:\n%s\nwant:\n%s", buf.String(), want)
 	}

@@ -46,7 +46,7 @@ func optionalName(args []string) string {
 
 func newCreateCmd() *cobra.Command {
 	var o vm.CreateOptions
-	var memory, disk string
+	var memory, disk, platform string
 	var noBoot bool
 	c := &cobra.Command{
 		Use:   "create IMAGE",
@@ -86,6 +86,9 @@ func newCreateCmd() *cobra.Command {
 				if err := vm.ValidateCPUs(o.CPUs); err != nil {
 					return err
 				}
+			}
+			if o.Arch, err = createArch(o.Arch, platform); err != nil {
+				return err
 			}
 			a, err := openApp()
 			if err != nil {
@@ -127,6 +130,8 @@ func newCreateCmd() *cobra.Command {
 	f.IntVar(&o.CPUs, "cpus", 0, "`N` virtual CPUs (default: half the host's)")
 	f.StringVar(&memory, "memory", "", "memory `SIZE`, e.g. 4G (default: half the host's, whole GiB)")
 	f.StringVar(&disk, "disk", "", "root disk capacity `SIZE`, sparse (default 64G)")
+	f.StringVarP(&o.Arch, "arch", "a", "", fmt.Sprintf("guest `ARCH`itecture: arm64 or amd64 (default %s, the host's; another runs emulated, slowly)", vm.HostArch()))
+	f.StringVar(&platform, "platform", "", "the guest's `PLATFORM`, linux/arm64 or linux/amd64, as images name theirs (instead of --arch)")
 	f.StringVar(&o.Kernel, "kernel", "", "kernel .deb or vmlinuz `FILE` to boot instead of the distribution's kernel")
 	f.StringVar(&o.HomeMount, "home-mount", vm.HomeMountRW, "how to share your home directory at the same path, a `MODE`: rw, ro or none")
 	f.StringArrayVar(&o.Mounts, "mount", nil, "share a host directory: `HOST[:GUEST][:ro]` (repeatable; GUEST defaults to HOST)")
@@ -134,10 +139,41 @@ func newCreateCmd() *cobra.Command {
 	c.RegisterFlagCompletionFunc("cpus", completeNothing)
 	c.RegisterFlagCompletionFunc("memory", completeNothing)
 	c.RegisterFlagCompletionFunc("disk", completeNothing)
+	c.RegisterFlagCompletionFunc("arch", completeArch)
+	c.RegisterFlagCompletionFunc("platform", completePlatform)
 	c.RegisterFlagCompletionFunc("kernel", completeFiles)
 	c.RegisterFlagCompletionFunc("home-mount", completeHomeMount)
 	c.RegisterFlagCompletionFunc("mount", completeDirs)
 	return c
+}
+
+// createArch is the machine architecture `create` was given by --arch
+// and --platform (either, or both when they agree); "" for neither.
+func createArch(arch, platform string) (string, error) {
+	if platform == "" {
+		if arch == "" {
+			return "", nil
+		}
+		a, err := vm.ParseArch(arch)
+		if err != nil {
+			return "", fmt.Errorf("--arch: %w", err)
+		}
+		return a, nil
+	}
+	p, err := vm.ArchFromPlatform(platform)
+	if err != nil {
+		return "", fmt.Errorf("--platform: %w", err)
+	}
+	if arch != "" {
+		a, err := vm.ParseArch(arch)
+		if err != nil {
+			return "", fmt.Errorf("--arch: %w", err)
+		}
+		if a != p {
+			return "", fmt.Errorf("--arch %s and --platform %s name different architectures: give one of them", arch, platform)
+		}
+	}
+	return p, nil
 }
 
 func newListCmd() *cobra.Command {
@@ -185,7 +221,7 @@ func newListCmd() *cobra.Command {
 // writeMachineTable prints the `machine ls` table.
 func writeMachineTable(w io.Writer, ms []vm.Machine) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tIMAGE\tCREATED\tIP\tCPUS\tMEMORY\tDISK\tSTATE\tDEFAULT")
+	fmt.Fprintln(tw, "NAME\tIMAGE\tARCH\tCREATED\tIP\tCPUS\tMEMORY\tDISK\tSTATE\tDEFAULT")
 	for _, mc := range ms {
 		ip := mc.IP
 		if ip == "" || mc.State != vm.StateRunning {
@@ -195,7 +231,7 @@ func writeMachineTable(w io.Writer, ms []vm.Machine) {
 		if mc.Default {
 			def = "*"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", mc.Name, mc.Image,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", mc.Name, mc.Image, mc.GuestArch(),
 			mc.Created.Local().Format("2006-01-02 15:04:05"), ip, mc.CPUs,
 			vm.FormatSize(mc.MemoryBytes), vm.FormatSize(mc.DiskAllocated), mc.State, def)
 	}

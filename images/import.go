@@ -32,28 +32,45 @@ import (
 const AcceptedFormats = `a root filesystem tar (plain, gzip, zstd, xz or bzip2), ` +
 	`a "docker save" tar, or an OCI image layout (a directory or a tar of one)`
 
+// ImportOptions configure Import.
+type ImportOptions struct {
+	// Platform is the platform of the image to import; nil means
+	// HostPlatform. A root filesystem tar is labelled with it, and of an
+	// OCI layout holding several images the one for it is taken. An image
+	// whose config names another platform is refused when Platform is
+	// set, and taken as it is when Platform is nil.
+	Platform *v1.Platform
+}
+
 // Import adds the image in file or directory path to the store under ref
 // ("NAME[:TAG]") and returns it. The format is detected from the content:
 //
 //   - an OCI image layout directory, or a tar of one (an oci-layout file at
 //     its top; OCI image-spec image-layout.md). If its index holds several
-//     images, the one for linux on the host architecture is taken.
+//     images, the one for opts.Platform (linux on the host architecture by
+//     default) is taken.
 //   - a "docker save" tar (manifest.json at its top; Docker image spec
 //     v1.2 combined format), holding exactly one image.
 //   - anything else that is a tar, optionally gzip, zstd, xz or bzip2
 //     compressed, is a root filesystem, as with "docker import": it becomes
-//     a one-layer image for linux on the host architecture, its config
-//     carrying a history entry that names the file.
+//     a one-layer image for opts.Platform (linux on the host architecture
+//     by default), its config carrying a history entry that names the
+//     file.
 //
 // Any of these tars may itself be compressed. A file that is not one of
 // these, or is truncated or corrupt, gives an error naming path and
 // AcceptedFormats and leaves the store's index unchanged; blobs written
 // before the failure are garbage-collected. Other errors: an invalid ref,
-// ctx's error if cancelled.
-func (s *Store) Import(ctx context.Context, path, ref string) (Image, error) {
+// an image for another platform than opts.Platform, ctx's error if
+// cancelled.
+func (s *Store) Import(ctx context.Context, path, ref string, opts ImportOptions) (Image, error) {
 	name, tag, err := ParseRef(ref)
 	if err != nil {
 		return Image{}, err
+	}
+	plat := HostPlatform()
+	if opts.Platform != nil {
+		plat = *opts.Platform
 	}
 	unlock, err := s.lock(ctx, gcLockFile, true)
 	if err != nil {
@@ -64,7 +81,12 @@ func (s *Store) Import(ctx context.Context, path, ref string) (Image, error) {
 		unlock()
 		return Image{}, err
 	}
-	img, err := s.openImport(ctx, path, scratch)
+	img, err := s.openImport(ctx, path, scratch, plat)
+	if err == nil && opts.Platform != nil {
+		if perr := checkImagePlatform(img, plat); perr != nil {
+			err = fmt.Errorf("import %s: %w", path, perr)
+		}
+	}
 	var im Image
 	var displaced bool
 	if err == nil {
@@ -88,8 +110,9 @@ func (s *Store) Import(ctx context.Context, path, ref string) (Image, error) {
 }
 
 // openImport detects path's format and opens the image in it, using
-// scratch for temporary files.
-func (s *Store) openImport(ctx context.Context, p, scratch string) (v1.Image, error) {
+// scratch for temporary files; plat is the platform a root filesystem is
+// labelled with and picks among the images of a layout.
+func (s *Store) openImport(ctx context.Context, p, scratch string, plat v1.Platform) (v1.Image, error) {
 	unrecognised := func(why error) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -104,7 +127,7 @@ func (s *Store) openImport(ctx context.Context, p, scratch string) (v1.Image, er
 		if _, err := os.Stat(filepath.Join(p, "oci-layout")); err != nil {
 			return nil, unrecognised(errors.New("directory has no oci-layout file"))
 		}
-		img, err := imageFromLayout(p)
+		img, err := imageFromLayout(p, plat)
 		if err != nil {
 			return nil, unrecognised(err)
 		}
@@ -119,7 +142,7 @@ func (s *Store) openImport(ctx context.Context, p, scratch string) (v1.Image, er
 	case kindOCI:
 		dir := filepath.Join(scratch, "layout")
 		if err = extractTar(ctx, p, dir); err == nil {
-			img, err = imageFromLayout(dir)
+			img, err = imageFromLayout(dir, plat)
 		}
 	case kindDockerSave:
 		img, err = tarball.Image(func() (io.ReadCloser, error) { return openDecompressed(p) }, nil)
@@ -131,7 +154,7 @@ func (s *Store) openImport(ctx context.Context, p, scratch string) (v1.Image, er
 			err = fmt.Errorf("reading \"docker save\" tar: %w", err)
 		}
 	default:
-		img, err = s.rootfsImage(ctx, p, scratch)
+		img, err = s.rootfsImage(ctx, p, scratch, plat)
 	}
 	if err != nil {
 		return nil, unrecognised(err)
@@ -297,8 +320,13 @@ func writeFileFrom(dst string, r io.Reader) error {
 // HostPlatform is the platform images are chosen for and imported root
 // filesystems are labelled with: linux on the host's architecture
 // (machines run Linux whatever the host OS is).
-func HostPlatform() v1.Platform {
-	p := v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
+func HostPlatform() v1.Platform { return LinuxPlatform(runtime.GOARCH) }
+
+// LinuxPlatform is the platform of linux images for the GOARCH arch, with
+// the variant registries list for it ("v8" for arm64, as image-spec's
+// image-index.md recommends).
+func LinuxPlatform(arch string) v1.Platform {
+	p := v1.Platform{OS: "linux", Architecture: arch}
 	if p.Architecture == "arm64" {
 		p.Variant = "v8"
 	}
@@ -306,8 +334,9 @@ func HostPlatform() v1.Platform {
 }
 
 // imageFromLayout picks the image to import from the OCI layout in dir:
-// the only image in it, else the only one for HostPlatform.
-func imageFromLayout(dir string) (v1.Image, error) {
+// the only image in it, else the only one for host (the platform asked
+// for).
+func imageFromLayout(dir string, host v1.Platform) (v1.Image, error) {
 	ii, err := layout.ImageIndexFromPath(dir)
 	if err != nil {
 		return nil, fmt.Errorf("reading OCI layout: %w", err)
@@ -322,13 +351,11 @@ func imageFromLayout(dir string) (v1.Image, error) {
 	case 1:
 		return cands[0].img, nil
 	}
-	host := HostPlatform()
 	var hits []candidate
 	var seen []string
 	for _, c := range cands {
 		seen = append(seen, c.platform.String())
-		if c.platform.OS == host.OS && c.platform.Architecture == host.Architecture &&
-			(c.platform.Variant == "" || host.Variant == "" || c.platform.Variant == host.Variant) {
+		if platformMatches(c.platform, host) {
 			hits = append(hits, c)
 		}
 	}
@@ -339,6 +366,20 @@ func imageFromLayout(dir string) (v1.Image, error) {
 		return hits[0].img, nil
 	}
 	return nil, fmt.Errorf("the OCI layout has %d images for %s; import a layout holding one", len(hits), host.String())
+}
+
+// checkImagePlatform returns an error when img's config names another
+// platform than want.
+func checkImagePlatform(img v1.Image, want v1.Platform) error {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return fmt.Errorf("reading the image config: %w", err)
+	}
+	got := v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}
+	if cf.OS != "" && !platformMatches(got, want) {
+		return fmt.Errorf("the image is for %s, not %s", got.String(), want.String())
+	}
+	return nil
 }
 
 type candidate struct {
@@ -390,10 +431,10 @@ func collectImages(ii v1.ImageIndex, out *[]candidate, depth int) error {
 	return nil
 }
 
-// rootfsImage turns the root filesystem tar at p into a one-layer image.
-// In one pass it checks the tar, gzips it into scratch and hashes both
-// forms, so the layer is compressed once.
-func (s *Store) rootfsImage(ctx context.Context, p, scratch string) (v1.Image, error) {
+// rootfsImage turns the root filesystem tar at p into a one-layer image
+// for platform host. In one pass it checks the tar, gzips it into scratch
+// and hashes both forms, so the layer is compressed once.
+func (s *Store) rootfsImage(ctx context.Context, p, scratch string, host v1.Platform) (v1.Image, error) {
 	src, err := openDecompressed(p)
 	if err != nil {
 		return nil, err
@@ -429,7 +470,6 @@ func (s *Store) rootfsImage(ctx context.Context, p, scratch string) (v1.Image, e
 	}
 
 	now := time.Now().UTC().Truncate(time.Second)
-	host := HostPlatform()
 	cfg := &v1.ConfigFile{
 		Created:      v1.Time{Time: now},
 		OS:           host.OS,

@@ -77,7 +77,7 @@ func TestImportRootfsKeepsMetadata(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := openStore(t)
 			src := writeFile(t, filepath.Join(t.TempDir(), "rootfs.tar"), tc.data)
-			im, err := s.Import(context.Background(), src, "Example.com/team/base")
+			im, err := s.Import(context.Background(), src, "Example.com/team/base", ImportOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -318,7 +318,7 @@ func TestImportDockerSave(t *testing.T) {
 			t.Fatal(err)
 		}
 		s := openStore(t)
-		im, err := s.Import(ctx, p, "saved:v1")
+		im, err := s.Import(ctx, p, "saved:v1", ImportOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -348,7 +348,7 @@ func TestImportDockerSave(t *testing.T) {
 		)
 		p := writeFile(t, filepath.Join(t.TempDir(), "saved.tar.gz"), gzipped(t, raw))
 		s := openStore(t)
-		im, err := s.Import(ctx, p, "saved:v1")
+		im, err := s.Import(ctx, p, "saved:v1", ImportOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -454,7 +454,7 @@ func TestImportOCILayout(t *testing.T) {
 
 	s := openStore(t)
 	for tag, src := range map[string]string{"dir": dir, "tar": tarPath} {
-		im, err := s.Import(ctx, src, "multi:"+tag)
+		im, err := s.Import(ctx, src, "multi:"+tag, ImportOptions{})
 		if err != nil {
 			t.Fatalf("import %s: %v", src, err)
 		}
@@ -483,7 +483,7 @@ func TestImportOCILayout(t *testing.T) {
 		}
 	}
 	before := snapshot(t, s)
-	_, err = s.Import(ctx, foreign, "foreign")
+	_, err = s.Import(ctx, foreign, "foreign", ImportOptions{})
 	if err == nil || !strings.Contains(err.Error(), "s390x") || !strings.Contains(err.Error(), foreign) {
 		t.Errorf("foreign import err = %v", err)
 	}
@@ -540,7 +540,7 @@ func TestImportBadInputLeavesStoreUnchanged(t *testing.T) {
 		filepath.Join(tmp, "empty.tar"), filepath.Join(tmp, "short.tar"),
 		filepath.Join(tmp, "badsave.tar"), filepath.Join(tmp, "missinglayer.tar"), noLayout, corrupt,
 	} {
-		_, err := s.Import(ctx, p, "broken")
+		_, err := s.Import(ctx, p, "broken", ImportOptions{})
 		if err == nil {
 			t.Errorf("import %s succeeded", p)
 			continue
@@ -553,10 +553,10 @@ func TestImportBadInputLeavesStoreUnchanged(t *testing.T) {
 			t.Errorf("import %s changed the store:\n%v\n%v", p, before, after)
 		}
 	}
-	if _, err := s.Import(ctx, filepath.Join(tmp, "absent.tar"), "x"); err == nil || !errors.Is(err, os.ErrNotExist) {
+	if _, err := s.Import(ctx, filepath.Join(tmp, "absent.tar"), "x", ImportOptions{}); err == nil || !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: %v", err)
 	}
-	if _, err := s.Import(ctx, filepath.Join(tmp, "truncated.tar.gz"), "Bad Name"); err == nil || !strings.Contains(err.Error(), "invalid image name") {
+	if _, err := s.Import(ctx, filepath.Join(tmp, "truncated.tar.gz"), "Bad Name", ImportOptions{}); err == nil || !strings.Contains(err.Error(), "invalid image name") {
 		t.Errorf("bad name: %v", err)
 	}
 }
@@ -566,7 +566,7 @@ func TestImportCancelled(t *testing.T) {
 	cancel()
 	s := openStore(t)
 	p := writeFile(t, filepath.Join(t.TempDir(), "r.tar"), tarBytes(t, file("a", "a", 0o644)))
-	if _, err := s.Import(ctx, p, "x"); !errors.Is(err, context.Canceled) {
+	if _, err := s.Import(ctx, p, "x", ImportOptions{}); !errors.Is(err, context.Canceled) {
 		t.Errorf("err = %v, want context.Canceled", err)
 	}
 }
@@ -601,5 +601,59 @@ func TestRemoveDoesNotWaitForBusyStore(t *testing.T) {
 	}
 	if got := blobCount(t, s); got != 0 {
 		t.Errorf("%d blobs left", got)
+	}
+}
+
+// ImportOptions.Platform labels a root filesystem tar, picks among the
+// images of a layout, and refuses an image that names another platform.
+func TestImportPlatform(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	arm := LinuxPlatform("arm64")
+	other := LinuxPlatform("riscv64")
+
+	rootfs := writeFile(t, filepath.Join(t.TempDir(), "rootfs.tar"), tarBytes(t, file("etc/hostname", "x", 0o644)))
+	im, err := s.Import(ctx, rootfs, "rootfs:arm", ImportOptions{Platform: &arm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if im.Platform != "linux/arm64/v8" {
+		t.Errorf("rootfs imported for linux/arm64 is labelled %q", im.Platform)
+	}
+	if im, err := s.Import(ctx, rootfs, "rootfs:host", ImportOptions{}); err != nil || im.Platform != HostPlatform().String() {
+		t.Errorf("rootfs imported without a platform: %q, %v; want %s", im.Platform, err, HostPlatform().String())
+	}
+
+	dir := filepath.Join(t.TempDir(), "layout")
+	writeMultiPlatformLayout(t, dir)
+	for _, p := range []v1.Platform{arm, {OS: "linux", Architecture: "riscv64"}} {
+		im, err := s.Import(ctx, dir, "multi:"+p.Architecture, ImportOptions{Platform: &p})
+		if err != nil {
+			t.Fatalf("import for %s: %v", p.String(), err)
+		}
+		rt, err := s.RootfsTar(ctx, im.Ref())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := byName(readTar(t, rt))["platform"].body; !strings.HasPrefix(got, p.OS+"/"+p.Architecture) {
+			t.Errorf("import for %s took the image for %q", p.String(), got)
+		}
+	}
+
+	saved := filepath.Join(t.TempDir(), "saved.tar")
+	tag, _ := name.NewTag("example.com/saved:v1")
+	if err := tarball.WriteToFile(saved, tag, imageOf(t, arm, tarBytes(t, file("a", "a", 0o644)))); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, s)
+	_, err = s.Import(ctx, saved, "saved:wrong", ImportOptions{Platform: &other})
+	if err == nil || !strings.Contains(err.Error(), "linux/arm64") || !strings.Contains(err.Error(), "not linux/riscv64") {
+		t.Errorf("importing a linux/arm64 image for riscv64: %v", err)
+	}
+	if after := snapshot(t, s); !slices.Equal(before, after) {
+		t.Errorf("a refused import changed the store")
+	}
+	if _, err := s.Import(ctx, saved, "saved:any", ImportOptions{}); err != nil {
+		t.Errorf("importing a foreign image without a platform: %v", err)
 	}
 }

@@ -23,9 +23,11 @@ if [ "$(uname -s)" = Darwin ]; then
   exit 0
 fi
 
+# The host's emulator, and the other architecture's (machines of the other
+# architecture run emulated under TCG; the tests boot one).
 case "$(uname -m)" in
-aarch64 | arm64) qemu=qemu-system-aarch64 ;;
-*) qemu=qemu-system-x86_64 ;;
+aarch64 | arm64) qemu=qemu-system-aarch64 other=qemu-system-x86_64 ;;
+*) qemu=qemu-system-x86_64 other=qemu-system-aarch64 ;;
 esac
 
 pm=
@@ -60,6 +62,7 @@ pkg() {
   dnf:ssh | zypper:ssh) echo openssh-clients ;;
   pacman:ssh) echo openssh ;;
   *:e2fsck) echo e2fsprogs ;;
+  *:ar) echo binutils ;;
   esac
 }
 
@@ -80,7 +83,7 @@ for group in "$@"; do
   case "$group" in
   run) tools="$tools $qemu"; [ "$(id -u)" != 0 ] || tools="$tools virtiofsd" ;;
   image) tools="$tools debootstrap" ;;
-  test) tools="$tools busybox setcap tmux ssh e2fsck" ;;
+  test) tools="$tools $other busybox setcap tmux ssh e2fsck ar" ;;
   *) echo "deps: unknown group $group (run, image or test)" >&2; exit 2 ;;
   esac
 done

@@ -120,7 +120,7 @@ func rawBoot(t *testing.T, e *env, rounds int) time.Duration {
 	}
 	initrd := k.Initramfs
 	be := &qemu.Backend{}
-	accel, err := be.Accelerator(context.Background(), kernels[0])
+	accel, err := be.Accelerator(context.Background(), "", kernels[0])
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,8 +71,13 @@ func setup() error {
 	if err := build(nil, "machinetop", "."); err != nil {
 		return err
 	}
-	if err := build([]string{"CGO_ENABLED=0"}, "machinetop-guest", "./guest/cmd/machinetop-guest"); err != nil {
-		return err
+	// The guest binary for each guest architecture, named as `make build`
+	// names them (the kit finds them next to machinetop).
+	for _, arch := range []string{"amd64", "arm64"} {
+		if err := build([]string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=" + arch},
+			"machinetop-guest-linux-"+arch, "./guest/cmd/machinetop-guest"); err != nil {
+			return err
+		}
 	}
 	mk := func(kind string, fixtures bool) error {
 		out := filepath.Join(shared, kind+".tar")
@@ -115,6 +120,8 @@ type env struct {
 	dir  string // working directory of machinetop; "" for the test's
 	// extra are KEY=VALUE entries that override machinetop's environment.
 	extra []string
+	// timeout bounds one machinetop command; 0 means 12 minutes.
+	timeout time.Duration
 }
 
 func newEnv(t *testing.T) *env {
@@ -154,7 +161,11 @@ func newEnv(t *testing.T) *env {
 // mt runs the machinetop binary with stdin and returns stdout, stderr and
 // the exit status.
 func (e *env) mt(stdin io.Reader, args ...string) (string, string, int) {
-	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	timeout := e.timeout
+	if timeout == 0 {
+		timeout = 12 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "machinetop"), args...)
 	cmd.Env = e.environ()

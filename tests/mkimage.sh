@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# mkimage.sh KIND OUT.tar [--fixtures] [--ssh]
+# mkimage.sh KIND OUT.tar [--fixtures] [--ssh] [--busybox FILE] [--arch ARCH]
 #
 # Builds a root filesystem tarball that `machinetop image import` turns into
 # an image, from Debian's own packages, offline from any OCI registry:
@@ -13,21 +13,36 @@
 #   a setuid-root binary, a binary with a security.capability xattr, and two
 #   hard links to one inode.
 # --ssh adds an SSH server (Debian's openssh-server) to the debian image.
+# --busybox FILE (busybox) installs FILE instead of the host's busybox: a
+#   static busybox or a busybox-static .deb, of any architecture. Its applet
+#   links are those it lists when it runs here, else those the host's
+#   busybox lists (Debian builds busybox-static with one configuration for
+#   every architecture, so one release lists the same applets everywhere).
+# --arch ARCH (debian) bootstraps Debian architecture ARCH, e.g. arm64. For
+#   an architecture this host cannot run, only debootstrap's first stage
+#   runs here (--foreign: packages unpacked, the rest kept in
+#   /var/cache/apt/archives): boot a machine of that architecture from the
+#   image (the agent is PID 1, as there is no /sbin/init yet) and run
+#   /debootstrap/debootstrap --second-stage in it as root, then restart it
+#   into systemd.
 # The tarball keeps numeric owners, modes and xattrs (GNU tar, PAX format).
 # debian needs root (debootstrap); run it with sudo otherwise.
 set -euo pipefail
 
-usage='usage: mkimage.sh busybox|debian OUT.tar [--fixtures] [--ssh]'
+usage='usage: mkimage.sh busybox|debian OUT.tar [--fixtures] [--ssh] [--busybox FILE] [--arch ARCH]'
 kind=${1:?$usage}
 out=${2:?$usage}
 shift 2
-fixtures= ssh=
-for opt in "$@"; do
-  case "$opt" in
+fixtures= ssh= busybox= arch=
+while [ $# -gt 0 ]; do
+  case "$1" in
   --fixtures) fixtures=--fixtures ;;
   --ssh) ssh=1 ;;
-  *) echo "mkimage: unknown option $opt; $usage" >&2; exit 2 ;;
+  --busybox) busybox=$(realpath "${2:?$usage}"); shift ;;
+  --arch) arch=${2:?$usage}; shift ;;
+  *) echo "mkimage: unknown option $1; $usage" >&2; exit 2 ;;
   esac
+  shift
 done
 out=$(realpath -m "$out")
 
@@ -61,16 +76,30 @@ need() {
 case "$kind" in
 busybox)
   static_busybox='a static busybox (Debian, Ubuntu, openSUSE, Alpine: busybox-static; Fedora, Arch: busybox)'
-  bb=$(command -v busybox || true)
-  [ -n "$bb" ] && "$bb" --list-full >/dev/null 2>&1 || {
-    echo "mkimage: busybox not found: install $static_busybox" >&2; exit 1; }
+  hostbb=$(command -v busybox || true)
+  bb=$hostbb
+  case "$busybox" in
+  *.deb)
+    command -v ar >/dev/null || { echo "mkimage: ar not found: install binutils" >&2; exit 1; }
+    mkdir "$work/deb"
+    (cd "$work/deb" && ar x "$busybox" && tar -xf data.tar.* ./bin/busybox) || {
+      echo "mkimage: $busybox holds no ./bin/busybox: give a busybox-static .deb" >&2; exit 1; }
+    bb="$work/deb/bin/busybox" ;;
+  ?*) bb=$busybox ;;
+  esac
+  [ -n "$bb" ] || { echo "mkimage: busybox not found: install $static_busybox" >&2; exit 1; }
   file -L "$bb" 2>/dev/null | grep -q 'statically linked' || [ ! -x /usr/bin/file ] || {
     echo "mkimage: $bb is not static: install $static_busybox" >&2; exit 1; }
+  # The applet list: from the busybox installed, else from the host's.
+  lister=$bb
+  "$lister" --list-full >/dev/null 2>&1 || lister=$hostbb
+  [ -n "$lister" ] && "$lister" --list-full >/dev/null 2>&1 || {
+    echo "mkimage: $bb does not run here, and the host's busybox to list its applets is missing: install $static_busybox" >&2; exit 1; }
   mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,root,tmp,proc,sys,dev,run,var/tmp,home}
   chmod 1777 "$root/tmp" "$root/var/tmp"
   chmod 0700 "$root/root"
   cp "$bb" "$root/bin/busybox"
-  for applet in $("$bb" --list-full); do
+  for applet in $("$lister" --list-full); do
     case "$applet" in sbin/init|linuxrc|bin/busybox) continue ;; esac
     [ -e "$root/$applet" ] || ln -s /bin/busybox "$root/$applet"
   done
@@ -84,10 +113,16 @@ debian)
   mirror=${MIRROR:-$(debian_mirror)}
   include=systemd-sysv,udev,dbus,iproute2,sudo,e2fsprogs
   [ -z "$ssh" ] || include=$include,openssh-server
-  debootstrap --variant=minbase --include="$include" \
+  foreign=
+  if [ -n "$arch" ] && [ "$arch" != "$(dpkg --print-architecture)" ]; then foreign=--foreign; fi
+  debootstrap --variant=minbase --include="$include" ${arch:+--arch="$arch"} $foreign \
     bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 || {
       tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
-  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+  # A first stage keeps the packages its second stage installs; where
+  # debootstrap could not mount /proc it left a symlink, which must be a
+  # mount point again.
+  [ -n "$foreign" ] || rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+  if [ -L "$root/proc" ]; then rm "$root/proc" && mkdir -m 0555 "$root/proc"; fi
   # A machine's identity is made at its first boot, not baked into the image.
   : >"$root/etc/machine-id"
   echo debian >"$root/etc/hostname"

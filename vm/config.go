@@ -146,6 +146,10 @@ type Config struct {
 	// ImageDigest the manifest digest it resolved to then.
 	Image       string `json:"image"`
 	ImageDigest string `json:"imageDigest"`
+	// Arch is the guest architecture as a GOARCH name (ArchAMD64,
+	// ArchARM64), fixed at create; "" in machines made before it existed,
+	// which have the host's (see GuestArch).
+	Arch string `json:"arch,omitempty"`
 	// CPUs is the number of virtual CPUs; MemoryBytes the guest RAM in
 	// bytes (a whole number of MiB); DiskBytes the root disk's capacity in
 	// bytes.

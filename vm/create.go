@@ -26,6 +26,9 @@ type CreateOptions struct {
 	DiskBytes   uint64 // default DefaultDiskBytes
 	SetDefault  bool
 	Kernel      string // see Config.Kernel
+	// Arch is the guest architecture, as ParseArch takes it; empty means
+	// the host's. The image must be for it, and the backend must run it.
+	Arch string
 	// HomeMount is HomeMountRW (the default when empty), HomeMountRO or
 	// HomeMountNone.
 	HomeMount string
@@ -43,22 +46,32 @@ const DefaultDiskBytes = 64 * GiB
 const MinMemoryBytes = 256 * MiB
 
 // Create makes a new stopped machine from opts.Image: it validates
-// everything first (newConfig), resolves the image, then builds the
-// machine in a hidden directory (materialize) and renames it into place,
-// so a failure or a crash leaves no machine behind, and of two concurrent
-// creates of one name exactly one wins. The first machine created, or one
-// created with SetDefault, becomes the default. It does not boot the
-// machine (see Start).
+// everything first (newConfig, then that the backend runs the machine's
+// architecture), resolves the image and checks that it is for that
+// architecture, then builds the machine in a hidden directory
+// (materialize) and renames it into place, so a failure or a crash leaves
+// no machine behind, and of two concurrent creates of one name exactly one
+// wins. The first machine created, or one created with SetDefault, becomes
+// the default. It does not boot the machine (see Start).
 func (m *Manager) Create(ctx context.Context, opts CreateOptions) (*Config, error) {
 	cfg, err := newConfig(opts)
 	if err != nil {
 		return nil, err
 	}
-	name, digest, tarPath, err := m.Images.Rootfs(ctx, opts.Image)
+	if m.Backend != nil {
+		if err := checkBackendArch(m.Backend.Name(), m.Backend.Features().Archs, cfg.Arch); err != nil {
+			return nil, err
+		}
+	}
+	img, err := m.Images.Rootfs(ctx, opts.Image)
 	if err != nil {
 		return nil, err
 	}
-	cfg.Image, cfg.ImageDigest = name, digest
+	if err := checkImagePlatform(img.Name, img.Platform, cfg.Arch); err != nil {
+		return nil, err
+	}
+	name, tarPath := img.Name, img.Tar
+	cfg.Image, cfg.ImageDigest = name, img.Digest
 	if cfg.Name == "" {
 		cfg.Name = DefaultName(name)
 		if err := ValidateName(cfg.Name); err != nil {
@@ -95,8 +108,12 @@ func newConfig(opts CreateOptions) (*Config, error) {
 			return nil, err
 		}
 	}
+	arch, err := ParseArch(opts.Arch)
+	if err != nil {
+		return nil, err
+	}
 	cfg := &Config{
-		ID: newID(), Name: opts.Name, CPUs: opts.CPUs, MemoryBytes: opts.MemoryBytes, DiskBytes: opts.DiskBytes,
+		ID: newID(), Name: opts.Name, Arch: arch, CPUs: opts.CPUs, MemoryBytes: opts.MemoryBytes, DiskBytes: opts.DiskBytes,
 		Kernel: opts.Kernel, Created: time.Now().UTC().Truncate(time.Second),
 	}
 	if cfg.CPUs == 0 {

@@ -23,10 +23,23 @@ import (
 // local OCI store (package images) to it.
 type ImageSource interface {
 	// Rootfs resolves ref (name:tag or digest prefix) and returns the
-	// image's canonical name:tag, its manifest digest ("sha256:…") and the
-	// path of its flattened root filesystem as an uncompressed tar. It
-	// returns an error naming ref when the image is unknown.
-	Rootfs(ctx context.Context, ref string) (name, digest, tarPath string, err error)
+	// image with the path of its flattened root filesystem. It returns an
+	// error naming ref when the image is unknown.
+	Rootfs(ctx context.Context, ref string) (ImageRootfs, error)
+}
+
+// ImageRootfs is an image resolved for Create.
+type ImageRootfs struct {
+	// Name is the image's canonical name:tag and Digest its manifest
+	// digest ("sha256:…").
+	Name, Digest string
+	// Tar is the path of the image's flattened root filesystem, an
+	// uncompressed tar.
+	Tar string
+	// Platform is the platform the image's config names,
+	// "os/arch[/variant]" (e.g. "linux/arm64/v8"), or "" when it names
+	// none; a machine's architecture must match it.
+	Platform string
 }
 
 // Manager creates, starts, stops and deletes the machines of one data

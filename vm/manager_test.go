@@ -17,13 +17,13 @@ import (
 
 // tarImage is an ImageSource serving one flattened root filesystem tar
 // under one name; the images package provides the real one in the CLI.
-type tarImage struct{ name, path string }
+type tarImage struct{ name, path, platform string }
 
-func (ti tarImage) Rootfs(ctx context.Context, ref string) (string, string, string, error) {
+func (ti tarImage) Rootfs(ctx context.Context, ref string) (ImageRootfs, error) {
 	if ref != ti.name {
-		return "", "", "", errors.New("image " + ref + " not found")
+		return ImageRootfs{}, errors.New("image " + ref + " not found")
 	}
-	return ti.name, "sha256:0123456789abcdef", ti.path, nil
+	return ImageRootfs{Name: ti.name, Digest: "sha256:0123456789abcdef", Tar: ti.path, Platform: ti.platform}, nil
 }
 
 func newTestManager(t *testing.T) *Manager {
@@ -40,7 +40,7 @@ func newTestManager(t *testing.T) *Manager {
 	tw.Write([]byte("test\n"))
 	tw.Close()
 	f.Close()
-	return &Manager{Data: layout.Data{Root: filepath.Join(dir, "data")}, Images: tarImage{"test:latest", tarPath}}
+	return &Manager{Data: layout.Data{Root: filepath.Join(dir, "data")}, Images: tarImage{"test:latest", tarPath, ""}}
 }
 
 func TestCreateDefaultsAndList(t *testing.T) {

@@ -169,6 +169,8 @@ func logToConsole(early *earlyLog) {
 		con, err = os.OpenFile("/dev/console", os.O_RDWR, 0)
 	}
 	if err != nil {
+		// The early log already went to the kernel log line by line,
+		// and keeps going there.
 		kmsg(fmt.Sprintf("opening /dev/console: %v", err))
 		return
 	}

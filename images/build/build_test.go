@@ -39,7 +39,7 @@ func baseImage(t *testing.T, s *images.Store) {
 	tw.Close()
 	p := filepath.Join(t.TempDir(), "base.tar")
 	os.WriteFile(p, buf.Bytes(), 0o644)
-	if _, err := s.Import(context.Background(), p, "base:1"); err != nil {
+	if _, err := s.Import(context.Background(), p, "base:1", images.ImportOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }

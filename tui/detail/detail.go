@@ -410,7 +410,7 @@ func Infos(r source.Row) [][2]string {
 	v := [][2]string{
 		{"Name", r.Name}, {"ID", r.ID}, {"State", r.State},
 		{"Default", fmt.Sprint(r.Default)},
-		{"Image", r.Image}, {"Image digest", r.ImageDigest},
+		{"Image", r.Image}, {"Image digest", r.ImageDigest}, {"Architecture", r.GuestArch()},
 		{"Created", r.Created.Local().Format("2006-01-02 15:04:05")},
 		{"CPUs", fmt.Sprint(r.CPUs)}, {"Memory", common.FormatBytes(r.MemoryBytes)},
 		{"Disk", common.FormatBytes(r.DiskBytes) + " (" + common.FormatBytes(r.DiskAllocated) + " allocated on the host)"},

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"runtime"
 )
 
 // Backend starts virtual machines. A Backend is used by the supervisor
@@ -25,10 +26,13 @@ type Backend interface {
 	// needs root on Linux).
 	Features() Features
 	// Accelerator reports the accelerator Start will use ("kvm", "tcg",
-	// "hvf"), probing the host in bounded time if it must. kernel is the
+	// "hvf") for a guest of architecture arch (a GOARCH name, "" for the
+	// host's), probing the host in bounded time if it must. kernel is the
 	// guest kernel image, which a backend may boot to prove that an
-	// accelerator really works.
-	Accelerator(ctx context.Context, kernel string) (string, error)
+	// accelerator really works. A guest of another architecture than the
+	// host's is never hardware-accelerated. It returns an error for an
+	// accelerator forced by configuration that cannot run arch.
+	Accelerator(ctx context.Context, arch, kernel string) (string, error)
 	// Start boots the VM described by spec and returns once the hypervisor
 	// runs it (not when the guest is ready). The VM keeps running when ctx
 	// ends; ctx bounds only the start itself.
@@ -80,7 +84,8 @@ type Features struct {
 	// false for a virtio-serial port (QEMU).
 	Vsock bool
 	// Archs are the guest architectures the backend can run on this host,
-	// as GOARCH names ("amd64", "arm64").
+	// as GOARCH names ("amd64", "arm64"); a machine of another
+	// architecture cannot be created (see Spec.Arch).
 	Archs []string
 	// HideState is true when the backend keeps Spec.Hidden invisible to
 	// the guest inside every share, enforced on the host: the process
@@ -102,7 +107,11 @@ type Features struct {
 // once Start has returned: a backend that needs one for longer keeps a
 // duplicate.
 type Spec struct {
-	Name        string
+	Name string
+	// Arch is the guest architecture as a GOARCH name ("amd64", "arm64"),
+	// one of Features.Archs; "" means the host's. The kernel and the
+	// initramfs must be built for it.
+	Arch        string
 	CPUs        int
 	MemoryBytes uint64 // guest RAM, bytes, a multiple of 1 MiB
 	// Kernel is the kernel image (bzImage / Image) and Initramfs the newc
@@ -137,6 +146,15 @@ type Spec struct {
 	// SSHPort, when non-zero, is a TCP port on the host's 127.0.0.1 that
 	// the backend forwards to the guest's port 22 (Features.SSHForward).
 	SSHPort int
+}
+
+// GuestArch returns s.Arch, or the host's architecture (runtime.GOARCH)
+// when s.Arch is empty.
+func (s *Spec) GuestArch() string {
+	if s.Arch != "" {
+		return s.Arch
+	}
+	return runtime.GOARCH
 }
 
 // Share is one host directory shared with the guest for a boot.

@@ -127,7 +127,7 @@ func (b *Backend) Name() string { return "fake" }
 func (b *Backend) Features() driver.Features { return b.Script().Features }
 
 // Accelerator returns "fake": there is nothing to probe.
-func (b *Backend) Accelerator(ctx context.Context, kernel string) (string, error) {
+func (b *Backend) Accelerator(ctx context.Context, arch, kernel string) (string, error) {
 	return "fake", ctx.Err()
 }
 

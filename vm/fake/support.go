@@ -6,6 +6,7 @@ import (
 	"archive/tar"
 	"context"
 	"fmt"
+	"github.com/machinetop/machinetop/vm"
 	"os"
 	"path/filepath"
 
@@ -68,11 +69,11 @@ func NewImage(dir, ref string) (*Image, error) {
 	return &Image{Ref: ref, Digest: "sha256:" + fmt.Sprintf("%064x", 1), Tar: path}, nil
 }
 
-// Rootfs returns the image when ref is im.Ref, and an error naming ref
-// otherwise (vm.ImageSource).
-func (im *Image) Rootfs(ctx context.Context, ref string) (name, digest, tarPath string, err error) {
+// Rootfs returns the image (for no particular platform) when ref is
+// im.Ref, and an error naming ref otherwise (vm.ImageSource).
+func (im *Image) Rootfs(ctx context.Context, ref string) (vm.ImageRootfs, error) {
 	if ref != im.Ref {
-		return "", "", "", fmt.Errorf("image %s not found", ref)
+		return vm.ImageRootfs{}, fmt.Errorf("image %s not found", ref)
 	}
-	return im.Ref, im.Digest, im.Tar, nil
+	return vm.ImageRootfs{Name: im.Ref, Digest: im.Digest, Tar: im.Tar}, nil
 }

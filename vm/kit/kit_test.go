@@ -743,3 +743,23 @@ func TestToolsForOtherArch(t *testing.T) {
 		t.Errorf("initramfs directories %v lack the loader's %s", dirs, path.Dir(loader))
 	}
 }
+
+// A kernel package or kernel image of another architecture than
+// Source.Arch is refused before anything is built.
+func TestSourceOfAnotherArch(t *testing.T) {
+	k, _ := testKit(t)
+	deb := testDeb(t)
+	other := otherArch()
+	probe := bootProbeFor(t, other)
+	host, _ := debArch(runtime.GOARCH)
+	want, _ := debArch(other)
+	cache := filepath.Join(t.TempDir(), "cache")
+	_, err := Ensure(context.Background(), cache, Source{Deb: deb, Arch: other}, probe, nil)
+	if err == nil || !strings.Contains(err.Error(), "is for "+host+", not "+want) {
+		t.Errorf("a %s kernel package for an %s kit: %v", host, other, err)
+	}
+	_, err = Ensure(context.Background(), cache, Source{Kernel: k.Kernel, Arch: other}, probe, nil)
+	if err == nil || !strings.Contains(err.Error(), "is an "+runtime.GOARCH+" kernel, not "+other) {
+		t.Errorf("a %s kernel for an %s kit: %v", runtime.GOARCH, other, err)
+	}
+}

@@ -96,27 +96,31 @@ func testDeb(t *testing.T) string {
 }
 
 var (
-	probeOnce sync.Once
-	probePath string
-	probeErr  error
+	probeMu    sync.Mutex
+	probePaths = map[string]string{}
 )
 
 // bootProbe builds testdata/bootprobe as a static linux binary for the
 // host architecture (the architecture of the kernel the kit takes).
-func bootProbe(t *testing.T) string {
+func bootProbe(t *testing.T) string { return bootProbeFor(t, runtime.GOARCH) }
+
+// bootProbeFor builds testdata/bootprobe for linux/<arch>, once per test
+// binary.
+func bootProbeFor(t *testing.T, arch string) string {
 	t.Helper()
-	probeOnce.Do(func() {
-		probePath = filepath.Join(workDir, "bootprobe")
-		cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-o", probePath, "./testdata/bootprobe")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			probeErr = fmt.Errorf("building bootprobe: %v\n%s", err, out)
-		}
-	})
-	if probeErr != nil {
-		t.Fatal(probeErr)
+	probeMu.Lock()
+	defer probeMu.Unlock()
+	if p, ok := probePaths[arch]; ok {
+		return p
 	}
-	return probePath
+	p := filepath.Join(workDir, "bootprobe-"+arch)
+	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-o", p, "./testdata/bootprobe")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building bootprobe for %s: %v\n%s", arch, err, out)
+	}
+	probePaths[arch] = p
+	return p
 }
 
 var (

@@ -126,6 +126,11 @@ func (s Source) resolveWith(ctx context.Context, cacheDir string, clients []*deb
 		if err := checkFile(s.Kernel, "kernel"); err != nil {
 			return resolvedSource{}, err
 		}
+		if s.Arch != "" {
+			if got := kernelArch(s.Kernel); got != "" && got != s.Arch {
+				return resolvedSource{}, fmt.Errorf("kit source: kernel %s is an %s kernel, not %s", s.Kernel, got, s.Arch)
+			}
+		}
 		if s.ModulesDir != "" {
 			fi, err := os.Stat(s.ModulesDir)
 			if err != nil {
@@ -143,6 +148,15 @@ func (s Source) resolveWith(ctx context.Context, cacheDir string, clients []*deb
 		ctl, err := readDebControl(s.Deb)
 		if err != nil {
 			return resolvedSource{}, err
+		}
+		if s.Arch != "" {
+			want, err := debArch(s.Arch)
+			if err != nil {
+				return resolvedSource{}, fmt.Errorf("kit source: %w", err)
+			}
+			if got := ctl["Architecture"]; got != "" && got != "all" && got != want {
+				return resolvedSource{}, fmt.Errorf("kit source: kernel package %s is for %s, not %s", s.Deb, got, want)
+			}
 		}
 		dep, ok := kernelImageDep(ctl["Depends"])
 		if !ok {
@@ -350,6 +364,28 @@ func copyToFile(p string, r io.Reader, mode os.FileMode) error {
 		return err
 	}
 	return f.Close()
+}
+
+// kernelArch tells the GOARCH of a kernel image from its header: "amd64"
+// for an x86 bzImage (the boot protocol's "HdrS" at 0x202,
+// Documentation/arch/x86/boot.rst), "arm64" for an arm64 Image ("ARM\x64"
+// at 0x38, Documentation/arch/arm64/booting.rst), "" for anything else (a
+// compressed Image among them), which is not checked.
+func kernelArch(kernel string) string {
+	f, err := os.Open(kernel)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var hdr [0x206]byte
+	n, _ := io.ReadFull(f, hdr[:])
+	switch {
+	case n >= 0x3c && string(hdr[0x38:0x3c]) == "ARM\x64":
+		return "arm64"
+	case n == len(hdr) && string(hdr[0x202:0x206]) == "HdrS":
+		return "amd64"
+	}
+	return ""
 }
 
 // kernelRelease reads the release string an x86 bzImage carries: the boot

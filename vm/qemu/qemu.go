@@ -4,7 +4,10 @@
 // qemu-system process with direct kernel boot, virtio-blk disks, user-mode
 // networking, a virtio-serial agent channel, virtio-balloon with free page
 // reporting, virtio-rng, the serial console in a log file and QMP on a unix
-// socket (QEMU's docs: system/invocation, interop/qmp-spec).
+// socket (QEMU's docs: system/invocation, interop/qmp-spec). Guests are
+// x86_64 (qemu-system-x86_64, the q35 board) or arm64
+// (qemu-system-aarch64, the virt board); one of another architecture than
+// the host's runs under TCG.
 package qemu
 
 import (
@@ -35,11 +38,13 @@ import (
 
 // Backend runs machines under qemu-system-<arch>.
 type Backend struct {
-	// Binary is the QEMU system emulator; empty means qemu-system-x86_64
-	// or qemu-system-aarch64 from PATH, by host architecture.
+	// Binary is the QEMU system emulator for guests of the host's
+	// architecture; empty means the one Emulator names, from PATH.
+	// Guests of another architecture always use theirs from PATH.
 	Binary string
 	// Accel is "auto" (probe KVM, fall back to TCG), "kvm" or "tcg";
-	// empty means $MACHINETOP_ACCEL, else "auto".
+	// empty means $MACHINETOP_ACCEL, else "auto". It applies to guests of
+	// the host's architecture: others always run under TCG.
 	Accel string
 	// ProbeCacheDir holds the result of the KVM probe for this host boot;
 	// empty disables caching.
@@ -58,12 +63,42 @@ var _ driver.Backend = (*Backend)(nil)
 // NetEnv is the environment variable that sets Backend.Net.
 const NetEnv = "MACHINETOP_QEMU_NET"
 
+// emulator is the QEMU system emulator for one guest architecture.
+type emulator struct {
+	binary string // as installed in PATH
+	pkg    string // the Debian/Ubuntu package that ships it
+}
+
+// emulators are the guest architectures (GOARCH names) the backend runs.
+var emulators = map[string]emulator{
+	"amd64": {"qemu-system-x86_64", "qemu-system-x86"},
+	"arm64": {"qemu-system-aarch64", "qemu-system-arm"},
+}
+
+// Emulator returns the name of the QEMU system emulator for guests of the
+// GOARCH arch ("qemu-system-x86_64", "qemu-system-aarch64"), and false for
+// an architecture the backend cannot run.
+func Emulator(arch string) (string, bool) {
+	e, ok := emulators[arch]
+	return e.binary, ok
+}
+
 // Features describes the QEMU backend: shares over ShareFS() with
 // machinetop's own directories hidden inside them, SSH forwarded by
 // user-mode networking's hostfwd, VMs that outlive their supervisor, free
-// page reporting and a balloon, virtio-serial for the agent, guests of the
-// host's architecture.
+// page reporting and a balloon, virtio-serial for the agent, and as Archs the host's architecture plus
+// every other one whose emulator is in PATH (an arm64 guest on an x86
+// host runs under TCG, and the other way round).
 func (b *Backend) Features() driver.Features {
+	archs := []string{runtime.GOARCH}
+	for _, a := range []string{"amd64", "arm64"} {
+		if a == runtime.GOARCH {
+			continue
+		}
+		if _, err := exec.LookPath(emulators[a].binary); err == nil {
+			archs = append(archs, a)
+		}
+	}
 	return driver.Features{
 		ShareFS:           b.ShareFS(),
 		HideState:         true,
@@ -71,24 +106,26 @@ func (b *Backend) Features() driver.Features {
 		Adopt:             true,
 		FreePageReporting: true,
 		Balloon:           true,
-		Archs:             []string{runtime.GOARCH},
+		Archs:             archs,
 	}
 }
 
 // Name returns "qemu".
 func (b *Backend) Name() string { return "qemu" }
 
-func (b *Backend) binary() (string, error) {
-	name := b.Binary
-	if name == "" {
-		name = "qemu-system-x86_64"
-		if runtime.GOARCH == "arm64" {
-			name = "qemu-system-aarch64"
-		}
+// binary returns the path of the emulator for guests of arch.
+func (b *Backend) binary(arch string) (string, error) {
+	e, ok := emulators[arch]
+	if !ok {
+		return "", fmt.Errorf("the QEMU backend cannot run %s guests: use amd64 or arm64", arch)
+	}
+	name := e.binary
+	if b.Binary != "" && arch == runtime.GOARCH {
+		name = b.Binary
 	}
 	p, err := exec.LookPath(name)
 	if err != nil {
-		return "", fmt.Errorf("%s not found: install QEMU with your package manager (%s), or run `make deps`", name, qemuPackages(name))
+		return "", fmt.Errorf("%s not found, which runs %s machines: install QEMU with your package manager (%s), or run `make deps`", name, arch, qemuPackages(name))
 	}
 	return p, nil
 }
@@ -102,35 +139,57 @@ func qemuPackages(name string) string {
 	return "Debian, Ubuntu and Arch: qemu-system-x86; Fedora: qemu-system-x86-core; openSUSE: qemu-x86; Alpine: qemu-system-x86_64"
 }
 
-// Accelerator returns "kvm" when KVM is usable, else "tcg". With Accel
-// "auto" it boots kernel under KVM and waits at most 3 s for it to get
-// through its boot, because on nested hosts /dev/kvm exists but guests hang.
-func (b *Backend) Accelerator(ctx context.Context, kernel string) (string, error) {
+// Accelerator returns "kvm" when KVM is usable for a guest of arch, else
+// "tcg". KVM runs only guests of the host's architecture, so any other is
+// "tcg" without a probe. With Accel "auto" it boots kernel under KVM and
+// waits at most 3 s for it to get through its boot, because on nested
+// hosts /dev/kvm exists but guests hang. Accel "kvm" for a guest of
+// another architecture is an error.
+func (b *Backend) Accelerator(ctx context.Context, arch, kernel string) (string, error) {
+	if arch == "" {
+		arch = runtime.GOARCH
+	}
 	accel := b.Accel
 	if accel == "" {
 		accel = os.Getenv("MACHINETOP_ACCEL")
 	}
 	switch accel {
-	case "kvm", "tcg":
+	case "tcg":
+		return accel, nil
+	case "kvm":
+		if arch != runtime.GOARCH {
+			return "", fmt.Errorf("KVM cannot run an %s guest on this %s host: set the accelerator to auto or tcg (MACHINETOP_ACCEL)", arch, runtime.GOARCH)
+		}
 		return accel, nil
 	case "", "auto":
 	default:
 		return "", fmt.Errorf("unknown accelerator %q: use auto, kvm or tcg", accel)
 	}
-	bin, err := b.binary()
+	if arch != runtime.GOARCH {
+		return "tcg", nil
+	}
+	bin, err := b.binary(arch)
 	if err != nil {
 		return "", err
 	}
 	return probeAccel(ctx, bin, kernel, b.ProbeCacheDir), nil
 }
 
-func (b *Backend) machineArgs(accel string) []string {
-	if runtime.GOARCH == "arm64" {
-		cpu := "max"
+// machineArgs are the board and CPU for a guest of arch.
+func machineArgs(arch, accel string) []string {
+	if arch == "arm64" {
+		// virt is QEMU's generic arm64 board: PCIe for the virtio-*-pci
+		// devices, a PL011 UART (ttyAMA0), PSCI to power off; booted
+		// without firmware, the kernel gets a device tree.
 		if accel == "kvm" {
-			cpu = "host"
+			return []string{"-machine", "virt,gic-version=max", "-cpu", "host"}
 		}
-		return []string{"-machine", "virt,gic-version=max", "-cpu", cpu}
+		// -cpu max is every feature TCG emulates. Its pointer
+		// authentication defaults to the architected QARMA5 cipher, so
+		// costly to emulate that Debian's kernel took 6.6 s instead of
+		// 1.5 s to reach /init; pauth-impdef=on keeps the feature with
+		// QEMU's cheap implementation-defined algorithm.
+		return []string{"-machine", "virt,gic-version=max", "-cpu", "max,pauth-impdef=on"}
 	}
 	// -cpu max under TCG gives the guest modern instructions; under KVM we
 	// keep QEMU's default model, since host/max abort on some nested hosts.
@@ -140,8 +199,12 @@ func (b *Backend) machineArgs(accel string) []string {
 	return []string{"-machine", "q35"}
 }
 
-func consoleDevice() string {
-	if runtime.GOARCH == "arm64" {
+// consoleDevice is the guest's serial console for arch: the PL011 UART of
+// the virt board, or the PC's first 16550 UART. Both drivers are built into
+// Debian's kernels, so /dev/console works from the first instruction of
+// /init.
+func consoleDevice(arch string) string {
+	if arch == "arm64" {
 		return "ttyAMA0"
 	}
 	return "ttyS0"
@@ -238,7 +301,7 @@ func checkFiles(spec *driver.Spec) error {
 // command is Command with the virtio-fs daemons' connections, one per
 // share (nil for 9p).
 func (b *Backend) command(spec *driver.Spec, accel string, fsConns []*os.File) (*exec.Cmd, func(), error) {
-	bin, err := b.binary()
+	bin, err := b.binary(spec.GuestArch())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -267,7 +330,8 @@ func (b *Backend) command(spec *driver.Spec, accel string, fsConns []*os.File) (
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
 		"-accel", accelOpt(accel),
 	)
-	l.args = append(l.args, b.machineArgs(accel)...)
+	arch := spec.GuestArch()
+	l.args = append(l.args, machineArgs(arch, accel)...)
 	console := l.fdset(spec.Console)
 	l.args = append(l.args,
 		"-smp", strconv.Itoa(spec.CPUs),
@@ -276,7 +340,7 @@ func (b *Backend) command(spec *driver.Spec, accel string, fsConns []*os.File) (
 		// no fd sets: /proc/self/fd/N reopens the very file passed.
 		"-kernel", fmt.Sprintf("/proc/self/fd/%d", l.fd(spec.Kernel)),
 		"-initrd", fmt.Sprintf("/proc/self/fd/%d", l.fd(spec.Initramfs)),
-		"-append", "console="+consoleDevice()+" "+spec.Cmdline,
+		"-append", "console="+consoleDevice(arch)+" "+spec.Cmdline,
 		"-chardev", "file,id=console,append=on,path="+console,
 		"-serial", "chardev:console",
 		"-netdev", netdev(spec, subnet),
@@ -372,7 +436,7 @@ func (b *Backend) Start(ctx context.Context, spec *driver.Spec) (driver.Instance
 	if err := checkFiles(spec); err != nil {
 		return nil, err
 	}
-	accel, err := b.Accelerator(ctx, spec.Kernel.Name())
+	accel, err := b.Accelerator(ctx, spec.GuestArch(), spec.Kernel.Name())
 	if err != nil {
 		return nil, err
 	}

@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 
@@ -40,16 +39,18 @@ func (s *supervisor) kit(ctx context.Context) (*kit.Kit, error) {
 }
 
 // KitFor returns the guest kit (kernel and initramfs) for a boot of cfg,
-// building it into the data directory's kit cache on first use (progress
-// to log). The kernel is the machine's own, else $MACHINETOP_KERNEL, else
-// Debian's generic kernel when the machine shares directories over 9p
-// (the cloud kernel has no 9p), else the cloud kernel.
+// for the machine's architecture, building it into the data directory's
+// kit cache on first use (progress to log). The kernel is the machine's
+// own, else $MACHINETOP_KERNEL, else Debian's generic kernel when the
+// machine shares directories over 9p (the cloud kernel has no 9p), else
+// the cloud kernel; the guest binary is the one for linux/<arch>
+// (kit.GuestBinary).
 func KitFor(ctx context.Context, m *vm.Manager, cfg *vm.Config, log io.Writer) (*kit.Kit, error) {
 	src, err := kitSource(m.Backend.Features(), cfg)
 	if err != nil {
 		return nil, err
 	}
-	gb, err := kit.GuestBinary(runtime.GOARCH)
+	gb, err := kit.GuestBinary(src.Arch)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +59,7 @@ func KitFor(ctx context.Context, m *vm.Manager, cfg *vm.Config, log io.Writer) (
 
 // kitSource picks the guest kernel for cfg (see KitFor).
 func kitSource(feat driver.Features, cfg *vm.Config) (kit.Source, error) {
-	var src kit.Source
+	src := kit.Source{Arch: cfg.GuestArch()}
 	k := cfg.Kernel
 	if k == "" {
 		k = os.Getenv("MACHINETOP_KERNEL")
@@ -69,7 +70,7 @@ func kitSource(feat driver.Features, cfg *vm.Config) (kit.Source, error) {
 	case k != "":
 		src.Kernel = k
 	case len(cfg.Shares()) > 0 && feat.ShareFS == driver.Share9P:
-		pkg, err := kit.GenericPackage()
+		pkg, err := kit.GenericPackageFor(src.Arch)
 		if err != nil {
 			return src, err
 		}

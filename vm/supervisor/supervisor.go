@@ -206,7 +206,7 @@ func (s *supervisor) status() (control.Status, <-chan struct{}) {
 func (s *supervisor) spec(f *bootFiles) *driver.Spec {
 	cmdline := fmt.Sprintf("quiet panic=-1 %s=%s", proto.ParamHostname, s.cfg.Name)
 	sp := &driver.Spec{
-		Name: s.cfg.Name, CPUs: s.cfg.CPUs, MemoryBytes: s.cfg.MemoryBytes,
+		Name: s.cfg.Name, Arch: s.cfg.GuestArch(), CPUs: s.cfg.CPUs, MemoryBytes: s.cfg.MemoryBytes,
 		Cmdline:  cmdline,
 		RunDir:   s.run.Dir,
 		StateDir: s.dir.Dir,
@@ -240,7 +240,7 @@ func (s *supervisor) boot(ctx context.Context) error {
 		return err
 	}
 	s.stage("checking the accelerator")
-	accel, err := s.be.Accelerator(ctx, k.Kernel)
+	accel, err := s.be.Accelerator(ctx, s.cfg.GuestArch(), k.Kernel)
 	if err != nil {
 		return err
 	}

@@ -50,11 +50,15 @@ func (b *Backend) Adopt(ctx context.Context, spec *driver.Spec) (driver.Instance
 }
 
 // Accelerator returns "hvf" (Hypervisor.framework, which the
-// Virtualization framework runs on). It returns an error when macOS is
-// older than MinMacOS or the host has no hypervisor support
+// Virtualization framework runs on). It returns an error for a guest of
+// another architecture than the Mac's (the framework does not emulate),
+// when macOS is older than MinMacOS or the host has no hypervisor support
 // (sysctl kern.hv_support, for example inside a VM without nested
 // virtualization).
-func (b *Backend) Accelerator(ctx context.Context, kernel string) (string, error) {
+func (b *Backend) Accelerator(ctx context.Context, arch, kernel string) (string, error) {
+	if arch != "" && arch != runtime.GOARCH {
+		return "", fmt.Errorf("vz: the Virtualization framework runs only %s guests on this Mac, not %s", runtime.GOARCH, arch)
+	}
 	if err := checkHost(); err != nil {
 		return "", err
 	}
@@ -193,7 +197,7 @@ func configureKeeping(spec *driver.Spec, keep *[]*os.File) (*avf.VirtualMachineC
 			spec.MemoryBytes/mib, minMem/mib, maxMem/mib)
 	}
 
-	kernel, err := linuxKernel(spec.Kernel, spec.RunDir, runtime.GOARCH)
+	kernel, err := linuxKernel(spec.Kernel, spec.RunDir, spec.GuestArch())
 	if err != nil {
 		return nil, err
 	}

@@ -228,8 +228,14 @@ func (r *Runner) create(ctx context.Context, base v1.Image, output io.Writer) (*
 	if cpus == 0 {
 		cpus = vm.HostCPUs()
 	}
+	// The builder runs the base image's architecture (emulated when it is
+	// not the host's), so that RUN steps of an arm64 image run as arm64.
+	arch := ""
+	if cf, err := base.ConfigFile(); err == nil {
+		arch = cf.Architecture
+	}
 	cfg, err := mgr.Create(ctx, vm.CreateOptions{
-		Image: d.String(), Name: name, CPUs: cpus, MemoryBytes: mem,
+		Image: d.String(), Name: name, Arch: arch, CPUs: cpus, MemoryBytes: mem,
 		// A Dockerfile's RUN sees no host files: the build context reaches
 		// it only through COPY and ADD.
 		HomeMount: vm.HomeMountNone, Builder: true,
@@ -290,16 +296,16 @@ type cacheSource struct {
 	path   string // the tar handed to Create, removed after it
 }
 
-func (c *cacheSource) Rootfs(ctx context.Context, ref string) (string, string, string, error) {
+func (c *cacheSource) Rootfs(ctx context.Context, ref string) (vm.ImageRootfs, error) {
 	dir := c.r.Manager.Data.Tmp()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", "", "", err
+		return vm.ImageRootfs{}, err
 	}
 	p := filepath.Join(dir, "rootfs-"+c.digest.Hex+".tar")
 	if _, err := os.Stat(p); err != nil {
 		f, err := os.CreateTemp(dir, ".rootfs-*")
 		if err != nil {
-			return "", "", "", err
+			return vm.ImageRootfs{}, err
 		}
 		defer os.Remove(f.Name())
 		bw := bufio.NewWriterSize(f, 1<<20)
@@ -311,14 +317,18 @@ func (c *cacheSource) Rootfs(ctx context.Context, ref string) (string, string, s
 			err = cerr
 		}
 		if err != nil {
-			return "", "", "", err
+			return vm.ImageRootfs{}, err
 		}
 		if err := os.Rename(f.Name(), p); err != nil {
-			return "", "", "", err
+			return vm.ImageRootfs{}, err
 		}
 	}
 	c.path = p
-	return "build:" + c.digest.Hex[:12], c.digest.String(), p, nil
+	platform := ""
+	if cf, err := c.img.ConfigFile(); err == nil && cf.OS != "" {
+		platform = cf.OS + "/" + cf.Architecture
+	}
+	return vm.ImageRootfs{Name: "build:" + c.digest.Hex[:12], Digest: c.digest.String(), Tar: p, Platform: platform}, nil
 }
 
 // run executes one RUN step in a new overlay upper directory id.
