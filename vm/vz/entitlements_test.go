@@ -63,7 +63,8 @@ func TestMakefileSignsOnDarwin(t *testing.T) {
 	if err != nil {
 		t.Fatalf("make -n build HOSTOS=Darwin: %v\n%s", err, out)
 	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	// A recipe line continued with a backslash is one command.
+	lines := strings.Split(strings.TrimSpace(strings.ReplaceAll(string(out), "\\\n", " ")), "\n")
 	build, sign := -1, -1
 	for i, l := range lines {
 		switch {
