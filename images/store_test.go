@@ -37,10 +37,10 @@ func TestParseRef(t *testing.T) {
 		{in: "Debian", err: "lowercase"},
 		{in: "team/App:v1", err: "lowercase"},
 		{in: "", err: "empty"},
-		{in: "debian:", err: "tag"},
-		{in: "debian:-x", err: "tag"},
-		{in: "a//b", err: "empty path component"},
-		{in: "-debian", err: "path component"},
+		{in: "debian:", err: "invalid reference format"},
+		{in: "debian:-x", err: "invalid reference format"},
+		{in: "a//b", err: "invalid reference format"},
+		{in: "-debian", err: "invalid reference format"},
 		{in: "debian@sha256:abcd", err: "digest"},
 	} {
 		n, tag, err := ParseRef(tc.in)
@@ -556,7 +556,7 @@ func TestImportBadInputLeavesStoreUnchanged(t *testing.T) {
 	if _, err := s.Import(ctx, filepath.Join(tmp, "absent.tar"), "x", ImportOptions{}); err == nil || !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: %v", err)
 	}
-	if _, err := s.Import(ctx, filepath.Join(tmp, "truncated.tar.gz"), "Bad Name", ImportOptions{}); err == nil || !strings.Contains(err.Error(), "invalid image name") {
+	if _, err := s.Import(ctx, filepath.Join(tmp, "truncated.tar.gz"), "Bad Name", ImportOptions{}); err == nil || !strings.Contains(err.Error(), "invalid image reference") {
 		t.Errorf("bad name: %v", err)
 	}
 }

@@ -10,6 +10,7 @@ package vm
 
 import (
 	"fmt"
+	"github.com/docker/go-units"
 	"regexp"
 	"strconv"
 	"strings"
@@ -78,28 +79,20 @@ const (
 	TiB uint64 = 1 << 40
 )
 
-var sizeRE = regexp.MustCompile(`^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)$`)
-
 // ParseSize parses a size such as "8G", "512M", "1.5GiB", "64gb" or "1024"
-// (bytes) into bytes. Suffixes K, M, G and T are binary (powers of 1024),
-// with or without "i" and "B", case-insensitively, as Docker's --memory
-// flag takes them. It returns an error naming the input when it cannot parse
-// it or the value is zero.
+// (bytes) into bytes, as Docker's --memory flag takes them (docker/go-units
+// RAMInBytes: K, M, G, T and P are binary, with or without "i" and "B",
+// case-insensitively). It returns an error naming the input when it cannot
+// parse it or the value is zero.
 func ParseSize(s string) (uint64, error) {
-	m := sizeRE.FindStringSubmatch(strings.ToLower(strings.TrimSpace(s)))
-	if m == nil {
+	v, err := units.RAMInBytes(strings.TrimSpace(s))
+	if err != nil {
 		return 0, fmt.Errorf("invalid size %q: use a number with an optional unit, e.g. 512M, 8G, 64G", s)
 	}
-	f, err := strconv.ParseFloat(m[1], 64)
-	if err != nil {
-		return 0, fmt.Errorf("invalid size %q: %v", s, err)
-	}
-	mult := map[string]uint64{"": 1, "k": KiB, "m": MiB, "g": GiB, "t": TiB}[m[2]]
-	v := uint64(f * float64(mult))
-	if v == 0 {
+	if v <= 0 {
 		return 0, fmt.Errorf("invalid size %q: must be greater than zero", s)
 	}
-	return v, nil
+	return uint64(v), nil
 }
 
 // ParseMemory parses a memory size like ParseSize, but refuses values
