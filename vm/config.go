@@ -10,11 +10,12 @@ package vm
 
 import (
 	"fmt"
-	"github.com/docker/go-units"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/docker/go-units"
 )
 
 // MaxNameLen is the longest machine name, in bytes (as Apple's container
