@@ -67,7 +67,7 @@ image: image-deps build
 	@if ! $(BIN)/machinetop image ls --format '{{.Repository}}:{{.Tag}}' | grep -qx '$(IMAGE)'; then \
 	  tmp=$$(mktemp -d); \
 	  echo "image: making $(IMAGE) from Debian's packages with debootstrap (about a minute)"; \
-	  $(SUDO) tests/mkimage.sh debian $$tmp/rootfs.tar --ssh && \
+	  $(SUDO) tests/mkimage.sh debian $$tmp/rootfs.tar --ssh >/dev/null && \
 	  echo "image: importing it as $(IMAGE)" && \
 	  $(BIN)/machinetop image import $$tmp/rootfs.tar $(IMAGE); \
 	  s=$$?; $(SUDO) rm -rf $$tmp; exit $$s; \
@@ -77,12 +77,12 @@ endif
 machine: image
 	@$(BIN)/machinetop machine ls --format '{{.Name}}' | grep -qx '$(MACHINE)' || \
 	  { echo "machine: creating $(MACHINE) (its first boot unpacks the image)"; \
-	    $(BIN)/machinetop machine create $(IMAGE) -n $(MACHINE) --set-default; }
+	    $(BIN)/machinetop machine create $(IMAGE) -n $(MACHINE) --set-default >/dev/null; }
 	@echo "machine: starting $(MACHINE)"
-	$(BIN)/machinetop machine start $(MACHINE)
+	@$(BIN)/machinetop machine start $(MACHINE) >/dev/null
 
 up: deps machine
-	$(BIN)/machinetop
+	@$(BIN)/machinetop
 
 # Unit tests next to the code and the end-to-end tests in tests/, which
 # boot machines under QEMU (Linux only: on macOS the unit tests run, the

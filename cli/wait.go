@@ -75,7 +75,7 @@ func (b *bootWait) loop() {
 						width = w
 					}
 				}
-				line := fmt.Sprintf("%s starting %s: %s (%ds)", spinner[i%len(spinner)], b.name, b.current, int(elapsed.Seconds()))
+				line := fmt.Sprintf("%s starting %s (%ds): %s", spinner[i%len(spinner)], b.name, int(elapsed.Seconds()), b.current)
 				if r := []rune(line); len(r) > width-1 {
 					line = string(r[:width-1])
 				}

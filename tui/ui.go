@@ -292,13 +292,14 @@ func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 
 // footer returns the footer's bindings: the active view's, then help and
 // quit unless the view takes every key.
-func (m *Model) footer() []key.Binding {
+func (m *Model) footer() ([]key.Binding, int) {
 	v := m.current()
 	out := v.ShortHelp()
-	if !v.Capturing() {
-		out = append(out, m.ctx.Keys.Short(m.ctx.Keys.Help, m.ctx.Keys.Quit)...)
+	if v.Capturing() {
+		return out, 0
 	}
-	return out
+	global := m.ctx.Keys.Short(m.ctx.Keys.Help, m.ctx.Keys.Quit)
+	return append(out, global...), len(global)
 }
 
 // View renders the screen.
@@ -356,6 +357,7 @@ func (m *Model) Render() string {
 		st = th.Text.Render(m.status.Text)
 	}
 	sb.WriteString(common.Fit(st, m.width, 1) + "\n")
-	sb.WriteString(help.Footer(th, m.footer(), m.width))
+	bindings, keep := m.footer()
+	sb.WriteString(help.Footer(th, bindings, m.width, keep))
 	return sb.String()
 }

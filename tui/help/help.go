@@ -3,6 +3,7 @@
 package help
 
 import (
+	"charm.land/lipgloss/v2"
 	"strings"
 
 	"charm.land/bubbles/v2/key"
@@ -58,11 +59,20 @@ func Render(th *theme.Theme, sections []keys.Section, width, height int) string 
 
 // Footer renders bindings on one line as "key action · …", from each
 // binding's help (give it keys.Map.Short's footer labels).
-func Footer(th *theme.Theme, bindings []key.Binding, width int) string {
+//
+// When they do not fit in width, bindings are left out from the end of the
+// view's own ones, so that the last keep (help and quit) always show.
+func Footer(th *theme.Theme, bindings []key.Binding, width int, keep int) string {
 	var parts []string
 	for _, b := range bindings {
 		h := b.Help()
 		parts = append(parts, th.Key.Render(h.Key)+" "+th.Muted.Render(h.Desc))
 	}
-	return common.Fit(strings.Join(parts, th.Muted.Render(" · ")), width, 1)
+	sep := th.Muted.Render(" · ")
+	keep = min(keep, len(parts))
+	for len(parts) > keep && lipgloss.Width(strings.Join(parts, sep)) > width {
+		i := len(parts) - keep - 1
+		parts = append(parts[:i], parts[i+1:]...)
+	}
+	return common.Fit(strings.Join(parts, sep), width, 1)
 }
