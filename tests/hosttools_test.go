@@ -55,7 +55,7 @@ func TestWithoutHostTools(t *testing.T) {
 	if !strings.Contains(strings.Join(names, " "), "linux-image-") || !strings.Contains(strings.Join(names, " "), "e2fsprogs_") {
 		t.Fatalf("the kit's packages did not come from the archive into the empty data directory: %v", names)
 	}
-	e.must("machine", "rm", "notools")
+	e.must("machine", "rm", "-f", "notools")
 }
 
 // TestQEMUSubnet boots a machine on a user network of another subnet
