@@ -46,10 +46,17 @@ func FromSession(s *yamux.Session) *Client {
 }
 
 // YamuxConfig returns the yamux settings both ends use: yamux's defaults
-// (keepalive every 30 s) with its logging discarded.
+// (keepalive every 30 s) with its logging discarded and a longer wait for
+// a keepalive answer or a write (60 s).
 func YamuxConfig() *yamux.Config {
 	cfg := yamux.DefaultConfig()
 	cfg.LogOutput = io.Discard
+	// A guest under TCG on a loaded host can stall for seconds (a build's
+	// dpkg run was seen to): yamux's default 10 s for a keepalive answer
+	// or a write would end the session, and every command in it, although
+	// nothing is wrong. A dead channel is still seen at once when its
+	// socket closes.
+	cfg.ConnectionWriteTimeout = 60 * time.Second
 	return cfg
 }
 
