@@ -10,6 +10,8 @@ import (
 
 	"github.com/charmbracelet/x/ansi"
 	"github.com/spf13/cobra"
+
+	"github.com/machinetop/machinetop/vm"
 )
 
 func newLogsCmd() *cobra.Command {
@@ -34,7 +36,8 @@ func newLogsCmd() *cobra.Command {
 			if boot {
 				path = m.SupervisorLog(cfg.Name)
 			}
-			return showLog(cmd, path, lines, follow)
+			running := func() bool { return m.Get(cmd.Context(), cfg).State != vm.StateStopped }
+			return showLog(cmd, path, lines, follow, running)
 		},
 	}
 	c.Flags().BoolVar(&boot, "boot", false, "show the boot (supervisor) log instead of the console")
@@ -45,12 +48,14 @@ func newLogsCmd() *cobra.Command {
 }
 
 // showLog prints the file (its last n lines when n ≥ 0) and, with follow,
-// keeps printing what is appended until the command's context ends.
-func showLog(cmd *cobra.Command, path string, n int, follow bool) error {
+// keeps printing what is appended until the command's context ends or,
+// when running is not nil, the machine has stopped (running is asked
+// about once a second while nothing new arrives).
+func showLog(cmd *cobra.Command, path string, n int, follow bool, running func() bool) error {
 	out := cmd.OutOrStdout()
 	f, err := os.Open(path)
 	if os.IsNotExist(err) && follow {
-		for os.IsNotExist(err) {
+		for os.IsNotExist(err) && (running == nil || running()) {
 			time.Sleep(200 * time.Millisecond)
 			f, err = os.Open(path)
 		}
@@ -89,15 +94,29 @@ func showLog(cmd *cobra.Command, path string, n int, follow bool) error {
 	}
 	flush()
 	buf := make([]byte, 64<<10)
-	for {
+	for idle := 0; ; idle++ {
 		k, err := f.Read(buf)
 		if k > 0 {
 			pending = append(pending, buf[:k]...)
 			flush()
+			idle = 0
 			continue
 		}
 		if err != nil && err != io.EOF {
 			return err
+		}
+		// As `docker logs -f`: following ends when the machine has
+		// stopped and everything it wrote is printed.
+		if running != nil && idle%5 == 4 && !running() {
+			if k, _ := f.Read(buf); k > 0 {
+				pending = append(pending, buf[:k]...)
+				idle = 0
+				continue
+			}
+			if len(pending) > 0 {
+				out.Write(append(plainText(pending), '\n'))
+			}
+			return nil
 		}
 		select {
 		case <-cmd.Context().Done():
