@@ -105,15 +105,6 @@ func (m *Manager) StartProgress(ctx context.Context, cfg *Config, onStage func(s
 	}
 	var exited <-chan error
 	lastStage := ""
-	if m.supervisorAlive(cfg.Name) {
-		// A supervisor whose machine is stopped (its boot failed, or its
-		// VM just exited) is on its way out: let it go, then boot anew.
-		if st, err := m.status(ctx, cfg); err == nil && st.State == StateStopped {
-			if err := m.waitReleased(ctx, cfg.Name); err != nil {
-				return fmt.Errorf("starting %s: %w", cfg.Name, err)
-			}
-		}
-	}
 	if !m.supervisorAlive(cfg.Name) {
 		if exited, err = m.spawn(cfg); err != nil {
 			return err
@@ -133,10 +124,12 @@ func (m *Manager) StartProgress(ctx context.Context, cfg *Config, onStage func(s
 			switch {
 			case st.AgentReady && st.State == StateRunning:
 				return false
-			case st.State == StateStopped && st.Error != "" && first && exited == nil:
-				// A supervisor we did not start, whose boot had already
-				// failed before we asked (it lingers a moment so that its
-				// starter reads the error): not a start in progress.
+			case st.State == StateStopped && first && exited == nil:
+				// A supervisor we did not start whose machine was
+				// already stopped when we asked (its boot failed and it
+				// lingers so its starter reads the error, or its VM just
+				// exited): it is on its way out, not a start in
+				// progress. Let it go, then boot anew.
 				stale = true
 				return false
 			case st.State == StateStopped && st.Error != "":
@@ -150,7 +143,7 @@ func (m *Manager) StartProgress(ctx context.Context, cfg *Config, onStage func(s
 		})
 		if werr == nil && stale {
 			if err := m.waitReleased(ctx, cfg.Name); err != nil {
-				return fmt.Errorf("starting %s: the supervisor of a failed start did not exit: %w", cfg.Name, err)
+				return fmt.Errorf("starting %s: the supervisor of a stopped machine did not exit: %w", cfg.Name, err)
 			}
 			if exited, err = m.spawn(cfg); err != nil {
 				return err

@@ -90,6 +90,7 @@ func (m *Manager) List(ctx context.Context) ([]Machine, error) {
 	if err != nil {
 		return nil, err
 	}
+	def, _ := m.Default()
 	out := make([]Machine, 0, len(names))
 	for _, n := range names {
 		cfg, err := m.Load(n)
@@ -100,7 +101,7 @@ func (m *Manager) List(ctx context.Context) ([]Machine, error) {
 			out = append(out, Machine{Config: Config{Name: n}, State: StateBroken, Dir: m.Dir(n).Dir, Problem: err.Error()})
 			continue
 		}
-		out = append(out, *m.Get(ctx, cfg))
+		out = append(out, *m.get(ctx, cfg, def))
 	}
 	return out, nil
 }
@@ -108,9 +109,15 @@ func (m *Manager) List(ctx context.Context) ([]Machine, error) {
 // Get returns cfg's machine with its live state, as its supervisor
 // reports it (stopped when none runs).
 func (m *Manager) Get(ctx context.Context, cfg *Config) *Machine {
+	def, _ := m.Default()
+	return m.get(ctx, cfg, def)
+}
+
+// get is Get with the default machine's name already read (List reads
+// it once for all machines).
+func (m *Manager) get(ctx context.Context, cfg *Config, def string) *Machine {
 	dir := m.Dir(cfg.Name)
 	mc := &Machine{Config: *cfg, State: StateStopped, Dir: dir.Dir}
-	def, _ := m.Default()
 	mc.Default = def == cfg.Name
 	if fi, err := os.Stat(dir.Disk()); err == nil {
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -79,24 +80,11 @@ func (c *Client) CopyIn(ctx context.Context, src string, req proto.CopyRequest, 
 		return err
 	}
 	req.Base, req.IsDir = filepath.Base(filepath.Clean(src)), fi.IsDir()
-	conn, err := c.dial(ctx)
+	conn, br, _, done, err := c.copyCall(ctx, proto.OpCopyIn, &req, 4096)
 	if err != nil {
-		return fmt.Errorf("agent copy: opening stream: %w", err)
+		return err
 	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	if err := proto.WriteLine(conn, proto.Request{Op: proto.OpCopyIn, Copy: &req}); err != nil {
-		return ctxErr(ctx, fmt.Errorf("agent copy: %w", err))
-	}
-	br := bufio.NewReader(conn)
-	var resp proto.Response
-	if err := proto.ReadLine(br, &resp); err != nil {
-		return ctxErr(ctx, fmt.Errorf("agent copy: %w", err))
-	}
-	if resp.Error != "" {
-		return &GuestError{Msg: resp.Error}
-	}
+	defer done()
 	if onStart != nil {
 		onStart(size)
 	}
@@ -110,14 +98,15 @@ func (c *Client) CopyIn(ctx context.Context, src string, req proto.CopyRequest, 
 	if err := w.W.(*bufio.Writer).Flush(); err != nil {
 		return ctxErr(ctx, fmt.Errorf("agent copy: %w", err))
 	}
-	if err := proto.ReadLine(br, &resp); err != nil {
+	var end proto.Response
+	if err := proto.ReadLine(br, &end); err != nil {
 		return ctxErr(ctx, fmt.Errorf("agent copy: %w", err))
 	}
 	if werr != nil {
 		return werr
 	}
-	if resp.Error != "" {
-		return &GuestError{Msg: resp.Error}
+	if end.Error != "" {
+		return &GuestError{Msg: end.Error}
 	}
 	return nil
 }
@@ -127,24 +116,11 @@ func (c *Client) CopyIn(ctx context.Context, src string, req proto.CopyRequest, 
 // unpacked through an os.Root at its host directory, so nothing it holds
 // is written outside dst (see tarcopy.Extract). Errors are as for CopyIn.
 func (c *Client) CopyOut(ctx context.Context, req proto.CopyRequest, dst string, onStart func(size int64), progress Progress) error {
-	conn, err := c.dial(ctx)
+	_, br, resp, done, err := c.copyCall(ctx, proto.OpCopyOut, &req, 256<<10)
 	if err != nil {
-		return fmt.Errorf("agent copy: opening stream: %w", err)
+		return err
 	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	if err := proto.WriteLine(conn, proto.Request{Op: proto.OpCopyOut, Copy: &req}); err != nil {
-		return ctxErr(ctx, fmt.Errorf("agent copy: %w", err))
-	}
-	br := bufio.NewReaderSize(conn, 256<<10)
-	var resp proto.Response
-	if err := proto.ReadLine(br, &resp); err != nil {
-		return ctxErr(ctx, fmt.Errorf("agent copy: %w", err))
-	}
-	if resp.Error != "" {
-		return &GuestError{Msg: resp.Error}
-	}
+	defer done()
 	if resp.Copy == nil {
 		return errors.New("agent copy: empty answer")
 	}
@@ -174,4 +150,33 @@ func (c *Client) CopyOut(ctx context.Context, req proto.CopyRequest, dst string,
 		return ctxErr(ctx, fmt.Errorf("agent copy: %w", err))
 	}
 	return nil
+}
+
+// copyCall opens a stream for a copy op, sends req and reads the guest's
+// first answer (an error, or what it is about to send) through a reader
+// of bufSize bytes. Until done is called (it closes the stream), ending
+// ctx ends the stream's reads and writes.
+func (c *Client) copyCall(ctx context.Context, op proto.Op, req *proto.CopyRequest, bufSize int) (conn net.Conn, br *bufio.Reader, resp *proto.Response, done func(), err error) {
+	conn, err = c.dial(ctx)
+	if err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("agent copy: opening stream: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	done = func() { stop(); conn.Close() }
+	fail := func(err error) (net.Conn, *bufio.Reader, *proto.Response, func(), error) {
+		done()
+		return nil, nil, nil, nil, err
+	}
+	if err := proto.WriteLine(conn, proto.Request{Op: op, Copy: req}); err != nil {
+		return fail(ctxErr(ctx, fmt.Errorf("agent copy: %w", err)))
+	}
+	br = bufio.NewReaderSize(conn, bufSize)
+	resp = &proto.Response{}
+	if err := proto.ReadLine(br, resp); err != nil {
+		return fail(ctxErr(ctx, fmt.Errorf("agent copy: %w", err)))
+	}
+	if resp.Error != "" {
+		return fail(&GuestError{Msg: resp.Error})
+	}
+	return conn, br, resp, done, nil
 }

@@ -9,7 +9,7 @@ import (
 
 // fatalMarker starts the console line the guest's /init writes before it
 // powers the machine off on an error it cannot boot past.
-const fatalMarker = "machinetop-init: FATAL: "
+const fatalMarker = initLogPrefix + "FATAL: "
 
 // consoleSize is the console log's size now, where this boot's output
 // will start.
