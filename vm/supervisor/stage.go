@@ -60,6 +60,7 @@ func (s *supervisor) tailConsole(off int64) {
 	t := time.NewTicker(consolePoll)
 	defer t.Stop()
 	var part []byte
+	buf := make([]byte, 64<<10)
 	for {
 		select {
 		case <-s.done:
@@ -73,7 +74,6 @@ func (s *supervisor) tailConsole(off int64) {
 		if err != nil {
 			continue
 		}
-		buf := make([]byte, 64<<10)
 		n, _ := f.ReadAt(buf, off)
 		f.Close()
 		off += int64(n)
