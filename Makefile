@@ -102,6 +102,7 @@ endif
 
 bench: test-deps build
 	tests/bench.sh
+	tests/bench-shares.sh
 
 clean:
 	rm -rf $(BIN)

@@ -6,7 +6,9 @@
 # apk; through sudo unless run as root). With no known package manager it
 # lists the packages to install and fails. Groups:
 #   run    what machinetop needs to run machines: QEMU for the host
-#          architecture (and, as root, virtiofsd for virtio-fs shares)
+#          architecture, virtiofsd for virtio-fs shares and, for an
+#          ordinary user, newuidmap/newgidmap (virtiofsd runs as root of a
+#          user namespace with the user's subordinate ids)
 #   image  what `make image` needs to make the Debian image: debootstrap
 #   test   what the end-to-end tests use besides: a static busybox, setcap,
 #          tmux, an SSH client, and e2fsprogs (the tests check disks with
@@ -62,6 +64,10 @@ pkg() {
   dnf:ssh | zypper:ssh) echo openssh-clients ;;
   pacman:ssh) echo openssh ;;
   *:e2fsck) echo e2fsprogs ;;
+  apt-get:newuidmap) echo uidmap ;;
+  dnf:newuidmap) echo shadow-utils ;;
+  apk:newuidmap) echo shadow-uidmap ;;
+  *:newuidmap) echo shadow ;;
   *:ar) echo binutils ;;
   esac
 }
@@ -81,9 +87,9 @@ have() {
 tools=
 for group in "$@"; do
   case "$group" in
-  run) tools="$tools $qemu"; [ "$(id -u)" != 0 ] || tools="$tools virtiofsd" ;;
+  run) tools="$tools $qemu virtiofsd"; [ "$(id -u)" = 0 ] || tools="$tools newuidmap" ;;
   image) tools="$tools debootstrap" ;;
-  test) tools="$tools $other busybox setcap tmux ssh e2fsck ar" ;;
+  test) tools="$tools $other busybox setcap tmux ssh e2fsck ar newuidmap" ;;
   *) echo "deps: unknown group $group (run, image or test)" >&2; exit 2 ;;
   esac
 done

@@ -12,7 +12,8 @@ import (
 
 // The checks of this file are what a hostile guest tries against
 // machinetop's own state (the README's Security section): they run inside
-// TestMachines, so as root (virtio-fs) and as the ordinary user (9p), with
+// TestMachines, so as root (virtio-fs) and as the ordinary user (virtio-fs as root
+// of a user namespace for busybox, 9p for Debian), with
 // --home-mount rw and ro.
 
 // victimFile makes a host file outside every machinetop directory that a

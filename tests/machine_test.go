@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+
+	"github.com/machinetop/machinetop/vm/qemu"
 )
 
 // TestMachines is the machine lifecycle suite, run as the current user.
@@ -33,9 +35,27 @@ func TestMachines(t *testing.T) {
 		if _, err := os.Stat(tarball); err != nil {
 			t.Skip("no Debian image: making one needs root (debootstrap); run the tests as root")
 		}
+		if os.Getuid() != 0 {
+			// An ordinary user's shares are virtio-fs where subordinate
+			// ids exist (the busybox machine), else 9p: the Debian
+			// machine takes 9p, so that both paths are tested.
+			e.extra = append(e.extra, "MACHINETOP_SHARE_FS=9p")
+			defer func() { e.extra = e.extra[:len(e.extra)-1] }()
+		}
 		e.must("image", "import", tarball, "debian:test")
 		testLifecycle(t, e, "debian:test", "deb", true)
 	})
+}
+
+// shareFS is the filesystem e's machines get their shares over, as the
+// QEMU backend chooses it (vm/qemu ShareFS).
+func (e *env) shareFS() string {
+	for _, kv := range e.extra {
+		if kv == "MACHINETOP_SHARE_FS=9p" {
+			return "9p"
+		}
+	}
+	return (&qemu.Backend{}).ShareFS()
 }
 
 // TestAsOrdinaryUser re-runs TestMachines as an ordinary user (no root, no
@@ -47,6 +67,14 @@ func TestAsOrdinaryUser(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Skip("running as an ordinary user already: TestMachines covers it")
 	}
+	runAsOrdinaryUser(t, "^TestMachines$")
+}
+
+// runAsOrdinaryUser runs the tests matching pattern in this test binary as
+// the ordinary user mtuser (created when missing, with the subordinate ids
+// useradd gives), with the shared binaries and images; the caller runs as
+// root.
+func runAsOrdinaryUser(t *testing.T, pattern string, env ...string) {
 	const user = "mtuser"
 	if _, err := exec.Command("id", user).Output(); err != nil {
 		if b, err := exec.Command("useradd", "-m", "-s", "/bin/sh", user).CombinedOutput(); err != nil {
@@ -64,12 +92,12 @@ func TestAsOrdinaryUser(t *testing.T) {
 	os.Chmod(testBin, 0o755)
 	home := "/home/" + user
 	args := []string{"--reuid=" + user, "--regid=" + user, "--init-groups", "--",
-		testBin, "-test.run", "^TestMachines$", "-test.v", "-test.timeout", "40m"}
+		testBin, "-test.run", pattern, "-test.v", "-test.timeout", "40m"}
 	cmd := exec.Command("setpriv", args...)
 	cmd.Dir = home
-	cmd.Env = []string{"HOME=" + home, "USER=" + user, "LOGNAME=" + user,
+	cmd.Env = append([]string{"HOME=" + home, "USER=" + user, "LOGNAME=" + user,
 		"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-		envShared + "=" + shared, envChild + "=1"}
+		envShared + "=" + shared, envChild + "=1"}, env...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("the ordinary-user pass failed: %v", err)
@@ -513,6 +541,12 @@ func testUserAndShares(t *testing.T, e *env, name string, systemd bool) {
 		if out := e.must("machine", "inspect", name); strings.Contains(out, "setup at the latest boot") {
 			t.Fatalf("inspect reports setup problems:\n%s", out)
 		}
+	}
+
+	// The home is shared over the filesystem the backend promised.
+	mounts := e.mustRun(name, "cat", "/proc/mounts")
+	if want := " " + e.home + " " + e.shareFS() + " "; !strings.Contains(mounts, want) {
+		t.Fatalf("the shared home is not mounted as %q:\n%s", want, mounts)
 	}
 
 	// The working directory follows the host's inside the shared home,

@@ -25,6 +25,7 @@ func Main(args []string) int {
 	}
 	var p Plan
 	var prog []string
+	waitFD := -1
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
@@ -44,6 +45,12 @@ func Main(args []string) int {
 			}
 			unix.CloseOnExec(fd)
 			status = os.NewFile(uintptr(fd), "status")
+		case "--wait-fd":
+			fd, err := strconv.Atoi(v)
+			if err != nil || fd < 3 {
+				return fail(fmt.Errorf("%s: bad --wait-fd %q", Command, v))
+			}
+			waitFD = fd
 		case "--pin":
 			p.Pin = append(p.Pin, v)
 		case "--hide":
@@ -57,13 +64,20 @@ func Main(args []string) int {
 	if len(prog) == 0 {
 		return fail(fmt.Errorf("%s: no program given after --", Command))
 	}
+	if waitFD >= 0 {
+		if err := becomeRoot(waitFD); err != nil {
+			return fail(err)
+		}
+	}
 	if err := mountPlan(p); err != nil {
 		return fail(err)
 	}
 	// Nothing the program does needs a capability it got from us: an
 	// ordinary user's program runs with none (it is not uid 0 in its user
 	// namespace, and no ambient capability is left), and no setuid
-	// program can give it more.
+	// program can give it more. With Plan.Root the program is uid 0 of
+	// its namespace and has the capabilities uid 0 has there, and no
+	// more.
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fail(fmt.Errorf("no_new_privs: %w", err))
 	}
@@ -72,6 +86,27 @@ func Main(args []string) int {
 	}
 	err := unix.Exec(prog[0], prog, os.Environ())
 	return fail(fmt.Errorf("executing %s: %w", prog[0], err))
+}
+
+// becomeRoot waits until Start has mapped this process's user namespace
+// (one byte on fd; EOF means it could not) and becomes its uid and gid 0,
+// with no supplementary groups.
+func becomeRoot(fd int) error {
+	f := os.NewFile(uintptr(fd), "mapped")
+	defer f.Close()
+	if n, _ := f.Read(make([]byte, 1)); n != 1 {
+		return errors.New("the user namespace's id maps were not made")
+	}
+	if err := unix.Setgroups(nil); err != nil {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	if err := unix.Setresgid(0, 0, 0); err != nil {
+		return fmt.Errorf("becoming gid 0 of the user namespace: %w", err)
+	}
+	if err := unix.Setresuid(0, 0, 0); err != nil {
+		return fmt.Errorf("becoming uid 0 of the user namespace: %w", err)
+	}
+	return nil
 }
 
 // mountPlan makes p's mounts in the current mount namespace, after

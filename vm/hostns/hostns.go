@@ -58,11 +58,23 @@ type Plan struct {
 	// ReadOnly are directories made read-only, with everything mounted
 	// below them (a recursive read-only bind mount).
 	ReadOnly []string
+	// Root runs the program as uid and gid 0 of its user namespace, with
+	// every capability there, for a file server that creates files as
+	// the guest's users (virtiofsd): the user's own uid and gid are
+	// mapped to themselves and every other id below 65536 to the user's
+	// subordinate ids (/etc/subuid and /etc/subgid, mapped by newuidmap
+	// and newgidmap), so a file the guest's user makes is the host
+	// user's, and one guest root makes belongs to the user's first
+	// subordinate uid, as with rootless containers. CanRunAsRoot says
+	// whether it can be done. Ignored when machinetop runs as root.
+	Root bool
 }
 
-// Empty reports whether p mounts nothing (Start then starts the program
+// Empty reports whether p asks for nothing (Start then starts the program
 // as it is).
-func (p Plan) Empty() bool { return len(p.Pin)+len(p.Hide)+len(p.ReadOnly) == 0 }
+func (p Plan) Empty() bool {
+	return len(p.Pin)+len(p.Hide)+len(p.ReadOnly) == 0 && (!p.Root || os.Geteuid() == 0)
+}
 
 // PlanFor returns the plan for a process serving shares: every hidden
 // directory (layout.Data.Hidden) that lies inside a share is covered, the
@@ -135,14 +147,37 @@ func Start(cmd *exec.Cmd, p Plan) error {
 	if p.Empty() {
 		return cmd.Start()
 	}
+	prog := filepath.Base(cmd.Path)
+	unprivileged := os.Geteuid() != 0
+	asRoot := unprivileged && p.Root
+	var maps idMaps
+	if asRoot {
+		var err error
+		if maps, err = rootMaps(); err != nil {
+			return fmt.Errorf("running %s as root of a user namespace: %w", prog, err)
+		}
+	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	statusFD := 3 + len(cmd.ExtraFiles)
+	defer w.Close()
+	opts := []string{"--status-fd", strconv.Itoa(3 + len(cmd.ExtraFiles))}
 	cmd.ExtraFiles = append(cmd.ExtraFiles, w)
-	args := []string{"machinetop", Command, "--status-fd", strconv.Itoa(statusFD)}
+	var mapped *os.File // written once the helper's id maps are made
+	if asRoot {
+		mr, mw, err := os.Pipe()
+		if err != nil {
+			return err
+		}
+		defer mr.Close()
+		defer mw.Close()
+		mapped = mw
+		opts = append(opts, "--wait-fd", strconv.Itoa(3+len(cmd.ExtraFiles)))
+		cmd.ExtraFiles = append(cmd.ExtraFiles, mr)
+	}
+	args := append([]string{"machinetop", Command}, opts...)
 	args = append(args, p.args()...)
 	args = append(args, "--", cmd.Path)
 	args = append(args, cmd.Args[1:]...)
@@ -153,8 +188,16 @@ func Start(cmd *exec.Cmd, p Plan) error {
 		*attr = *cmd.SysProcAttr
 	}
 	attr.Cloneflags |= unix.CLONE_NEWNS
-	unprivileged := os.Geteuid() != 0
-	if unprivileged {
+	switch {
+	case asRoot:
+		// Only newuidmap and newgidmap may map subordinate ids, and only
+		// into a process that exists: they run from here once the helper
+		// runs. Until then the helper keeps, as ambient capabilities,
+		// all that its new namespace gave it (it is no uid of the
+		// namespace yet), and waits on the pipe.
+		attr.Cloneflags |= unix.CLONE_NEWUSER
+		attr.AmbientCaps = allCaps()
+	case unprivileged:
 		// The user's own ids, mapped to themselves: files keep their
 		// owners as the file server sees them. CAP_SYS_ADMIN in the new
 		// namespace survives the helper's exec as an ambient capability
@@ -175,6 +218,17 @@ func Start(cmd *exec.Cmd, p Plan) error {
 		}
 		return err
 	}
+	if mapped != nil {
+		if err = writeMaps(cmd.Process.Pid, maps); err == nil {
+			_, err = mapped.Write([]byte{1})
+		}
+		mapped.Close()
+		if err != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			return fmt.Errorf("mapping ids into the user namespace of %s: %w", prog, err)
+		}
+	}
 	// The status pipe is close-on-exec in the helper: EOF with nothing
 	// written means the program runs.
 	msg, _ := io.ReadAll(io.LimitReader(r, 4096))
@@ -187,6 +241,23 @@ func Start(cmd *exec.Cmd, p Plan) error {
 		return fmt.Errorf("%w; %s", err, userNSHelp)
 	}
 	return err
+}
+
+// allCaps lists every capability this kernel has
+// (/proc/sys/kernel/cap_last_cap; CAP_LAST_CAP of Linux 5.9 when it
+// cannot be read).
+func allCaps() []uintptr {
+	last := unix.CAP_CHECKPOINT_RESTORE
+	if b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap"); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			last = n
+		}
+	}
+	caps := make([]uintptr, 0, last+1)
+	for c := 0; c <= last; c++ {
+		caps = append(caps, uintptr(c))
+	}
+	return caps
 }
 
 // userNSHelp says what to do when unprivileged user namespaces are not

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -39,18 +40,22 @@ func virtiofsd() string {
 	return ""
 }
 
-// ShareFS returns "virtiofs" when this process runs as root and has a
-// virtiofsd (which cannot run unprivileged), else "9p": QEMU's built-in
-// virtio-9p server, which needs no daemon and runs as the user running
-// QEMU. $MACHINETOP_SHARE_FS=9p forces 9p.
+// ShareFS returns "virtiofs" when there is a virtiofsd and it can run as
+// root: this process is root, or an ordinary user's virtiofsd can be root
+// of a user namespace (hostns.CanRunAsRoot: newuidmap and subordinate
+// ids). Otherwise "9p": QEMU's built-in virtio-9p server, which needs no
+// daemon and runs as the user running QEMU. virtio-fs is the default
+// because it answers metadata calls (stat, readdir, open: what builds and
+// `git status` do) several times faster than 9p; tests/bench-shares.sh
+// measures both. $MACHINETOP_SHARE_FS=9p forces 9p.
 func (b *Backend) ShareFS() string {
-	if os.Getenv("MACHINETOP_SHARE_FS") == driver.Share9P {
+	if os.Getenv("MACHINETOP_SHARE_FS") == driver.Share9P || virtiofsd() == "" {
 		return driver.Share9P
 	}
-	if os.Geteuid() == 0 && virtiofsd() != "" {
-		return driver.ShareVirtiofs
+	if hostns.CanRunAsRoot() != nil {
+		return driver.Share9P
 	}
-	return driver.Share9P
+	return driver.ShareVirtiofs
 }
 
 // qemuPath escapes a path for a QEMU option value (a comma is doubled).
@@ -113,7 +118,9 @@ func shareArgs(spec *driver.Spec, fsType string, fsConns []*os.File, l *launch) 
 // (hostns.PlanFor) in which spec.Hidden directories inside its share are
 // covered and a read-only share is a read-only bind mount (the C
 // virtiofsd has no read-only option), so the guest can neither see
-// machinetop's files nor write to a read-only share, even as root. The
+// machinetop's files nor write to a read-only share, even as root. For
+// an ordinary user it is root of a user namespace of its own
+// (hostns.Plan.Root), which virtiofsd needs to act as the guest's users. The
 // daemon is given its listening socket as a descriptor (--fd), made mode
 // 0600 in the run directory and connected to here at once; on error every
 // daemon started is killed.
@@ -135,13 +142,14 @@ func startVirtiofsd(spec *driver.Spec) ([]*os.Process, []*os.File, error) {
 		if err != nil {
 			return fail(err)
 		}
+		plan.Root = true
 		lnFile, conn, err := fsListener(fsSocket(spec.RunDir, i))
 		if err != nil {
 			return fail(fmt.Errorf("virtiofsd for %s: %w", s.HostPath, err))
 		}
 		conns = append(conns, conn)
 		cmd := exec.Command(virtiofsd(), "--fd=3", "-o", "source="+s.HostPath,
-			"-o", "cache=auto", "-o", "log_level=warn")
+			"-o", "cache=auto", "-o", "log_level=warn", "--rlimit-nofile="+strconv.FormatUint(nofileLimit(), 10))
 		cmd.ExtraFiles = []*os.File{lnFile}
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -154,6 +162,23 @@ func startVirtiofsd(spec *driver.Spec) ([]*os.Process, []*os.File, error) {
 		go cmd.Wait()
 	}
 	return procs, conns, nil
+}
+
+// nofileLimit is how many files virtiofsd may keep open: it holds one
+// per inode the guest knows, and by default raises its limit to a
+// million, which only root may. An ordinary user's daemon gets the hard
+// limit the user has (the soft limit, often 1024, fails a guest's `ls`
+// of a big directory with EMFILE).
+func nofileLimit() uint64 {
+	const want = 1 << 20
+	if os.Geteuid() == 0 {
+		return want
+	}
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Max > want {
+		return want
+	}
+	return rl.Max
 }
 
 // fsListener makes a listening socket for a virtiofsd at path (mode 0600),
