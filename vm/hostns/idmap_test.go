@@ -20,7 +20,7 @@ func TestSubordinate(t *testing.T) {
 		err  string
 	}{
 		{"alice", 1001, IDRange{100000, 65536}, ""},
-		{"bob", 1002, IDRange{400000, 65536}, ""}, // the first range is too small
+		{"bob", 1002, IDRange{400000, 65536}, ""},   // the first range is too small
 		{"carol", 1003, IDRange{300000, 65536}, ""}, // by id
 		{"dave", 1004, IDRange{}, "no range of 65535 ids"},
 	} {
