@@ -29,6 +29,7 @@ import (
 	"github.com/machinetop/machinetop/vm/internal/atomicfile"
 	"github.com/machinetop/machinetop/vm/kit"
 	"github.com/machinetop/machinetop/vm/layout"
+	"github.com/machinetop/machinetop/vm/portfwd"
 )
 
 // Options configure Run.
@@ -81,6 +82,9 @@ type supervisor struct {
 	booted   chan struct{}
 	// everReady is true once the agent answered during this boot.
 	everReady bool
+	// fwd forwards host ports to the guest (ports.go); set once the VM
+	// runs.
+	fwd *portfwd.Forwarder
 }
 
 // Run runs the supervisor of cfg's machine in the calling goroutine until
@@ -150,6 +154,8 @@ func Run(ctx context.Context, cfg *vm.Config, opts Options) error {
 		return err
 	}
 	close(s.booted)
+	s.startForwards()
+	defer s.fwd.Close()
 	go s.agentLoop()
 	exited := make(chan error, 1)
 	go func() { exited <- s.inst.Wait() }()
@@ -212,7 +218,6 @@ func (s *supervisor) spec(f *bootFiles) *driver.Spec {
 		StateDir: s.dir.Dir,
 		Shares:   s.shares,
 		Hidden:   s.hidden,
-		SSHPort:  s.bootInfo.SSHPort,
 	}
 	if f != nil {
 		sp.Kernel, sp.Initramfs, sp.Console = f.kernel, f.initramfs, f.console
