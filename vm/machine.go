@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -31,6 +33,25 @@ type GuestFacts = control.GuestFacts
 // PortForward is a host port forwarded to a guest port while the
 // machine runs (SSH, published, or automatic).
 type PortForward = control.PortForward
+
+// PortsSummary renders the forwards of ps that serve the machine's own
+// ports (SSH and forwards that could not listen left out) for a table
+// cell, by guest port: "8123" when the host port is the guest's, else
+// "HOST->GUEST" ("18080->80"), comma separated; "" for none.
+func PortsSummary(ps []PortForward) string {
+	var out []string
+	for _, p := range ps {
+		if p.Kind == control.ForwardSSH || p.Error != "" {
+			continue
+		}
+		if p.HostPort == p.GuestPort {
+			out = append(out, strconv.Itoa(p.GuestPort))
+		} else {
+			out = append(out, fmt.Sprintf("%d->%d", p.HostPort, p.GuestPort))
+		}
+	}
+	return strings.Join(out, ",")
+}
 
 // ActiveMount is a shared directory as the current boot has it.
 type ActiveMount struct {
