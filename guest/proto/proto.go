@@ -20,8 +20,11 @@
 // report them. FrameStarted may take seconds after a boot: the guest holds
 // the process until the image's init accepts requests (see
 // ExecRequest.Immediate), and with TTY it may send FrameStdout before
-// FrameStarted to say so on the terminal. For every other operation the guest answers with one line of
-// JSON, a Response, and closes the stream.
+// FrameStarted to say so on the terminal. OpPorts streams Listeners
+// lines until the host closes the stream; OpDial answers a Response line
+// and then carries a TCP connection's bytes (see DialRequest). For every
+// other operation the guest answers with one line of JSON, a Response,
+// and closes the stream.
 package proto
 
 import (

@@ -2,7 +2,9 @@
 // Lima's host agent owns an instance: it boots the VM through a
 // driver.Backend (or adopts one that outlived a killed supervisor), keeps a
 // session with the guest agent (reconnecting when the channel drops),
-// keeps the guest's clock in step, and serves the machine's control socket
+// keeps the guest's clock in step, forwards host loopback ports to the
+// guest through the agent (SSH, --publish, and every port the guest
+// listens on; vm/portfwd), and serves the machine's control socket
 // (vm/control): status, a pushed status stream, agent calls spliced to the
 // guest, and stop. The hidden `machinetop __supervise NAME` command runs
 // it in a process of its own; vm.Manager starts that process and talks to
