@@ -2,10 +2,7 @@ package supervisor
 
 import (
 	"context"
-	"fmt"
 	"net"
-
-	"github.com/hashicorp/yamux"
 
 	"github.com/machinetop/machinetop/guest/client"
 	"github.com/machinetop/machinetop/vm/control"
@@ -34,22 +31,9 @@ func (s *supervisor) startForwards() {
 // dialGuest connects to a guest port over the agent session, waiting
 // for the agent (at most until ctx ends) while it is not connected.
 func (s *supervisor) dialGuest(ctx context.Context, addr string, port int) (net.Conn, error) {
-	var sess *yamux.Session
-	for sess == nil {
-		s.mu.Lock()
-		ready, sc := s.readyCh, s.sess
-		s.mu.Unlock()
-		if sc != nil {
-			sess = sc
-			break
-		}
-		select {
-		case <-ready:
-		case <-s.done:
-			return nil, fmt.Errorf("machine %s stopped", s.cfg.Name)
-		case <-ctx.Done():
-			return nil, fmt.Errorf("the agent in %s is not ready: %w", s.cfg.Name, ctx.Err())
-		}
+	sess, cerr := s.agentSession(ctx)
+	if cerr != nil {
+		return nil, cerr
 	}
 	return client.FromSession(sess).DialGuest(ctx, addr, port)
 }
