@@ -51,8 +51,9 @@ func (c *Client) WatchPorts(ctx context.Context, fn func([]proto.Listener)) erro
 
 // DialGuest connects to TCP port port inside the guest (proto.OpDial; addr
 // is the listener's address as proto.Listener.Addr reports it, "" for
-// loopback) and returns the connection: a stream whose Close ends it, and
-// whose CloseWrite, when it has one, half-closes it (see proto.Splice).
+// loopback) and returns the connection, a yamux stream: its Close is a
+// half-close (the guest's server sees end of file and may still answer,
+// which Read then returns), as proto.Splice expects.
 // A connection the guest refused is an error carrying the guest's reason.
 func (c *Client) DialGuest(ctx context.Context, addr string, port int) (*GuestConn, error) {
 	conn, err := c.dial(ctx)
