@@ -127,3 +127,46 @@ func TestPortForwardingOff(t *testing.T) {
 		}
 	}
 }
+
+// TestPortsAfterReconnect drops the agent channel: the forwards stay, and
+// the reconnected agent's first report brings them in step.
+func TestPortsAfterReconnect(t *testing.T) {
+	a := helloServer(t, "127.0.0.2:0")
+	b := helloServer(t, "127.0.0.2:0")
+	var mu sync.Mutex
+	listening := []proto.Listener{{Addr: "127.0.0.2", Port: a}}
+	mc := newMachine(t, fake.Script{Features: fake.DefaultFeatures(), Listeners: func() ([]proto.Listener, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return listening, nil
+	}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	mc.supervise(ctx)
+	has := func(st *control.Status, port int) bool {
+		for _, p := range st.Ports {
+			if p.Kind == control.ForwardAuto && p.GuestPort == port {
+				return true
+			}
+		}
+		return false
+	}
+	mc.watch(func(st *control.Status) bool { return st.AgentReady && has(st, a) })
+	mu.Lock()
+	mc.be.VM(mc.run.Dir).DropAgent()
+	listening = []proto.Listener{{Addr: "127.0.0.2", Port: b}}
+	mu.Unlock()
+	st := mc.watch(func(st *control.Status) bool { return st.AgentReady && has(st, b) && !has(st, a) })
+	if len(st.Ports) != 2 { // SSH and b
+		t.Errorf("after the reconnect: %+v", st.Ports)
+	}
+	c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(c)
+	c.Close()
+	if string(got) != "hello from the guest" {
+		t.Errorf("through the new forward: %q", got)
+	}
+}
