@@ -22,7 +22,7 @@ func TestBenchPorts(t *testing.T) {
 	if os.Getenv("MACHINETOP_BENCH") == "" {
 		t.Skip("set MACHINETOP_BENCH=1 (tests/bench-ports.sh) to run the benchmark")
 	}
-	const mib = 128
+	const mib = 32
 	e := newEnv(t)
 	e.must("image", "import", filepath.Join(shared, "busybox.tar"), "busybox:test")
 	e.must("machine", "create", "busybox:test", "-n", "bench", "--cpus", "1", "--memory", "1G", "--home-mount", "none")
