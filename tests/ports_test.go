@@ -172,11 +172,15 @@ func TestPorts(t *testing.T) {
 		defer e.mustRun("web", "killall", "httpd")
 		var fwd *portJSON
 		start := time.Now()
+		// As a user re-running inspect until the port shows.
 		for fwd == nil && time.Since(start) < 3*time.Second {
 			for _, p := range e.ports("web") {
 				if p.GuestPort == 8124 {
 					fwd = &p
 				}
+			}
+			if fwd == nil {
+				time.Sleep(100 * time.Millisecond)
 			}
 		}
 		if fwd == nil || fwd.HostPort == 8124 || fwd.HostPort == 0 || !strings.Contains(fwd.Note, "8124 is taken") {
