@@ -111,4 +111,3 @@ func (s *Server) dial(conn net.Conn, br *bufio.Reader, req *proto.DialRequest) {
 	}
 	proto.Splice(c.(*net.TCPConn), conn, br)
 }
-

@@ -157,7 +157,6 @@ func Run(ctx context.Context, cfg *vm.Config, opts Options) error {
 	}
 	close(s.booted)
 	s.startForwards()
-	defer s.fwd.Close()
 	go s.agentLoop()
 	exited := make(chan error, 1)
 	go func() { exited <- s.inst.Wait() }()
@@ -188,6 +187,7 @@ func Run(ctx context.Context, cfg *vm.Config, opts Options) error {
 		s.log.Warn("supervisor told to go; leaving the vm running", "err", ctx.Err())
 		close(s.done)
 	}
+	s.fwd.Close()
 	os.Remove(run.Control())
 	return nil
 }
