@@ -56,7 +56,8 @@ func newCreateCmd() *cobra.Command {
 			fmt.Sprintf("Defaults on this host: %d CPUs and %s of memory (half the host's), a 64G sparse disk.",
 				vm.DefaultCPUs(), vm.FormatSize(vm.DefaultMemory())),
 		Example: "  machinetop machine create debian:bookworm -n dev --cpus 2 --memory 4G --set-default\n" +
-			"  machinetop machine create ubuntu:24.04 --home-mount ro --mount ~/src:/src",
+			"  machinetop machine create ubuntu:24.04 --home-mount ro --mount ~/src:/src\n" +
+			"  machinetop machine create debian:bookworm -n web --publish 127.0.0.1:18080:80",
 		Args:              wantArgs(1, 1),
 		ValidArgsFunction: completeImage,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -135,6 +136,8 @@ func newCreateCmd() *cobra.Command {
 	f.StringVar(&o.Kernel, "kernel", "", "kernel .deb or vmlinuz `FILE` to boot instead of the distribution's kernel")
 	f.StringVar(&o.HomeMount, "home-mount", vm.HomeMountRW, "how to share your home directory at the same path, a `MODE`: rw, ro or none")
 	f.StringArrayVar(&o.Mounts, "mount", nil, "share a host directory: `HOST[:GUEST][:ro]` (repeatable; GUEST defaults to HOST)")
+	f.StringArrayVarP(&o.Publish, "publish", "p", nil, "forward a host port to a machine port: `[HOST_IP:]HOST_PORT:GUEST_PORT` (repeatable; HOST_IP defaults to loopback)")
+	f.StringVar(&o.PortForwarding, "port-forwarding", vm.PortForwardingOn, "`on|off`: forward every port the machine listens on to this host's loopback")
 	c.RegisterFlagCompletionFunc("name", completeNothing)
 	c.RegisterFlagCompletionFunc("cpus", completeNothing)
 	c.RegisterFlagCompletionFunc("memory", completeNothing)
@@ -144,6 +147,10 @@ func newCreateCmd() *cobra.Command {
 	c.RegisterFlagCompletionFunc("kernel", completeFiles)
 	c.RegisterFlagCompletionFunc("home-mount", completeHomeMount)
 	c.RegisterFlagCompletionFunc("mount", completeDirs)
+	c.RegisterFlagCompletionFunc("publish", completeNothing)
+	c.RegisterFlagCompletionFunc("port-forwarding", func(*cobra.Command, []string, string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		return []cobra.Completion{vm.PortForwardingOn, vm.PortForwardingOff}, cobra.ShellCompDirectiveNoFileComp
+	})
 	return c
 }
 
@@ -221,7 +228,7 @@ func newListCmd() *cobra.Command {
 // writeMachineTable prints the `machine ls` table.
 func writeMachineTable(w io.Writer, ms []vm.Machine) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tIMAGE\tARCH\tCREATED\tIP\tCPUS\tMEMORY\tDISK\tSTATE\tDEFAULT")
+	fmt.Fprintln(tw, "NAME\tIMAGE\tARCH\tCREATED\tIP\tCPUS\tMEMORY\tDISK\tSTATE\tDEFAULT\tPORTS")
 	for _, mc := range ms {
 		ip := mc.IP
 		if ip == "" || mc.State != vm.StateRunning {
@@ -231,9 +238,13 @@ func writeMachineTable(w io.Writer, ms []vm.Machine) {
 		if mc.Default {
 			def = "*"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", mc.Name, mc.Image, mc.GuestArch(),
+		ports := vm.PortsSummary(mc.Ports)
+		if ports == "" {
+			ports = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", mc.Name, mc.Image, mc.GuestArch(),
 			mc.Created.Local().Format("2006-01-02 15:04:05"), ip, mc.CPUs,
-			vm.FormatSize(mc.MemoryBytes), vm.FormatSize(mc.DiskAllocated), mc.State, def)
+			vm.FormatSize(mc.MemoryBytes), vm.FormatSize(mc.DiskAllocated), mc.State, def, ports)
 	}
 	tw.Flush()
 }
@@ -413,39 +424,41 @@ func asker(cmd *cobra.Command) func(question string) (bool, error) {
 	}
 }
 
-// setKeys are the settings `machine set` takes, for its first-argument
-// check and completion.
-var setKeys = []string{"cpus", "memory", "kernel", "home-mount", "mounts"}
-
 func newSetCmd() *cobra.Command {
 	var name string
 	c := &cobra.Command{
 		Use:   "set [NAME] KEY=VALUE...",
-		Short: "Change a machine's CPUs, memory, kernel or shared directories for its next boot",
+		Short: "Change a machine's CPUs, memory, kernel, shared directories or ports for its next boot",
 		Long: "Change settings, applied at the next boot:\n" +
 			"  cpus=N            virtual CPUs\n" +
 			"  memory=SIZE       memory, e.g. 4G\n" +
 			"  kernel=PATH       kernel .deb or vmlinuz (empty for the default)\n" +
 			"  home-mount=MODE   share your home directory: rw, ro or none\n" +
 			"  mounts=LIST       shared directories, comma separated HOST[:GUEST][:ro]; replaces the list (empty for none)\n" +
+			"  publish=LIST      published ports, comma separated [HOST_IP:]HOST_PORT:GUEST_PORT; replaces the list (empty for none)\n" +
+			"  port-forwarding=on|off  forward the ports the machine listens on to this host's loopback automatically\n" +
 			"The machine is NAME, or -n NAME, or the default machine.",
 		Example: "  machinetop machine set dev cpus=4 memory=8G\n" +
-			"  machinetop machine set home-mount=ro mounts=~/src,~/data:/data:ro",
+			"  machinetop machine set home-mount=ro mounts=~/src,~/data:/data:ro\n" +
+			"  machinetop machine set dev publish=127.0.0.1:18080:80 port-forwarding=off",
 		Args: wantArgs(1, -1),
 		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
 			var out []cobra.Completion
 			if k, _, ok := strings.Cut(toComplete, "="); ok {
-				if k == "home-mount" {
+				switch k {
+				case "home-mount":
 					for _, v := range []string{vm.HomeMountRW, vm.HomeMountRO, vm.HomeMountNone} {
 						out = append(out, k+"="+v)
 					}
+				case "port-forwarding":
+					out = append(out, k+"="+vm.PortForwardingOn, k+"="+vm.PortForwardingOff)
 				}
 				return out, cobra.ShellCompDirectiveNoFileComp
 			}
 			if len(args) == 0 && !cmd.Flags().Changed("name") {
 				out = machineNames(toComplete, nil)
 			}
-			for _, k := range setKeys {
+			for _, k := range vm.SetKeys {
 				if strings.HasPrefix(k, toComplete) {
 					out = append(out, k+"=")
 				}
@@ -454,7 +467,7 @@ func newSetCmd() *cobra.Command {
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if first := args[0]; !strings.Contains(first, "=") {
-				for _, k := range setKeys {
+				for _, k := range vm.SetKeys {
 					if first == k {
 						return usagef(cmd, "%q is not KEY=VALUE (e.g. cpus=2, memory=4G)", first)
 					}

@@ -2,6 +2,7 @@ package tui
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -47,10 +48,17 @@ func row(name, state string, cpus int, mem uint64, def bool) source.Row {
 
 func fake(t testing.TB) *sourcetest.Fake {
 	d, _ := v1.NewHash("sha256:" + strings.Repeat("cd", 32))
+	bb := row("bb", vm.StateRunning, 1, 512*vm.MiB, true)
+	since := now.Add(-time.Minute)
+	bb.Ports = []vm.PortForward{
+		{Kind: "ssh", GuestPort: 22, HostPort: 41022, HostAddrs: []string{"127.0.0.1:41022"}, Since: since},
+		{Kind: "auto", GuestPort: 3000, HostPort: 3000, HostAddrs: []string{"127.0.0.1:3000", "[::1]:3000"}, Since: since},
+		{Kind: "auto", GuestPort: 8123, HostPort: 40123, HostAddrs: []string{"127.0.0.1:40123", "[::1]:40123"}, Since: since, Note: "host port 8123 is taken; forwarded from a free port"},
+	}
 	return &sourcetest.Fake{
 		Dir: t.TempDir(),
 		Rows: []source.Row{
-			row("bb", vm.StateRunning, 1, 512*vm.MiB, true),
+			bb,
 			row("deb", vm.StateRunning, 2, 2*vm.GiB, false),
 			row("old", vm.StateStopped, 1, 1*vm.GiB, false),
 		},
@@ -364,6 +372,43 @@ func TestConsoleTabFollowsFile(t *testing.T) {
 	press(t, m, "enter", "tab")
 	if s := plain(m); !strings.Contains(s, "boot line two") || !strings.Contains(s, "[Console log]") {
 		t.Errorf("console tab:\n%s", s)
+	}
+}
+
+func TestPortsTab(t *testing.T) {
+	f := fake(t)
+	m := newModel(t, f, 120, 30)
+	if s := plain(m); !strings.Contains(s, "3000,40123->8123") {
+		t.Errorf("machines table lacks the PORTS cell:\n%s", s)
+	}
+	press(t, m, "enter", "tab", "tab")
+	s := plain(m)
+	for _, want := range []string{"[Ports]", "SSH  127.0.0.1:41022 → 22", "▸  3000 → http://127.0.0.1:3000/", "8123 → http://127.0.0.1:40123/", "host port 8123 is taken", "o open", "y copy URL"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("Ports tab lacks %q:\n%s", want, s)
+		}
+	}
+	press(t, m, "j", "o")
+	if len(f.Calls) != 1 || f.Calls[0] != "open http://127.0.0.1:40123/" {
+		t.Fatalf("calls after j o: %v", f.Calls)
+	}
+	if s := plain(m); !strings.Contains(s, "▸  8123") || !strings.Contains(s, "opened http://127.0.0.1:40123/") {
+		t.Errorf("after j o:\n%s", s)
+	}
+	press(t, m, "k", "y")
+	if s := plain(m); !strings.Contains(s, "copied http://127.0.0.1:3000/") {
+		t.Errorf("after k y:\n%s", s)
+	}
+	// A failing opener is reported.
+	f.Err = errors.New("no browser here")
+	press(t, m, "o")
+	if s := plain(m); !strings.Contains(s, "no browser here") {
+		t.Errorf("an opener's error is not shown:\n%s", s)
+	}
+	// Narrow terminals drop PORTS first.
+	m = newModel(t, f, 60, 20)
+	if s := plain(m); strings.Contains(s, "PORTS") || !strings.Contains(s, "STATE") {
+		t.Errorf("at 60 columns:\n%s", s)
 	}
 }
 

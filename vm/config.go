@@ -165,6 +165,13 @@ type Config struct {
 	HomeMount string `json:"homeMount,omitempty"`
 	// Mounts are further host directories shared with the machine.
 	Mounts []Mount `json:"mounts,omitempty"`
+	// Publish are the ports published with `--publish`, forwarded from
+	// the host while the machine runs.
+	Publish []PortMapping `json:"publish,omitempty"`
+	// PortForwarding is PortForwardingOff to forward no guest port
+	// automatically; PortForwardingOn or "" forwards every listening
+	// TCP port to the host's loopback (see AutoForward).
+	PortForwarding string `json:"portForwarding,omitempty"`
 }
 
 // UserSetup is the host user mapped into the machine.

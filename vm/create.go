@@ -34,6 +34,11 @@ type CreateOptions struct {
 	HomeMount string
 	// Mounts are `--mount` values, HOST[:GUEST][:ro] (see ParseMount).
 	Mounts []string
+	// Publish are `--publish` values (see ParsePublish).
+	Publish []string
+	// PortForwarding is PortForwardingOn (the default when empty) or
+	// PortForwardingOff.
+	PortForwarding string
 	// Builder marks a machine that a Dockerfile build makes and deletes
 	// for its RUN steps: it never becomes the default machine.
 	Builder bool
@@ -83,6 +88,9 @@ func (m *Manager) Create(ctx context.Context, opts CreateOptions) (*Config, erro
 		return nil, err
 	}
 	defer l.Unlock()
+	if err := m.checkPublishFree(cfg); err != nil {
+		return nil, err
+	}
 	if err := m.materialize(ctx, cfg, tarPath); err != nil {
 		return nil, err
 	}
@@ -157,6 +165,22 @@ func newConfig(opts CreateOptions) (*Config, error) {
 	}
 	if err := checkShares(cfg); err != nil {
 		return nil, err
+	}
+	for _, spec := range opts.Publish {
+		p, err := ParsePublish(spec)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Publish = append(cfg.Publish, p)
+	}
+	if err := checkPublish(cfg); err != nil {
+		return nil, err
+	}
+	if opts.PortForwarding != "" {
+		if err := ValidatePortForwarding(opts.PortForwarding); err != nil {
+			return nil, fmt.Errorf("--port-forwarding %q: use on or off", opts.PortForwarding)
+		}
+		cfg.PortForwarding = opts.PortForwarding
 	}
 	return cfg, nil
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -27,6 +29,29 @@ const (
 // GuestFacts is what the agent last reported about the image's support
 // for host integration (sudo, an SSH server, setup problems).
 type GuestFacts = control.GuestFacts
+
+// PortForward is a host port forwarded to a guest port while the
+// machine runs (SSH, published, or automatic).
+type PortForward = control.PortForward
+
+// PortsSummary renders the forwards of ps that serve the machine's own
+// ports (SSH and forwards that could not listen left out) for a table
+// cell, by guest port: "8123" when the host port is the guest's, else
+// "HOST->GUEST" ("18080->80"), comma separated; "" for none.
+func PortsSummary(ps []PortForward) string {
+	var out []string
+	for _, p := range ps {
+		if p.Kind == control.ForwardSSH || p.Error != "" {
+			continue
+		}
+		if p.HostPort == p.GuestPort {
+			out = append(out, strconv.Itoa(p.GuestPort))
+		} else {
+			out = append(out, fmt.Sprintf("%d->%d", p.HostPort, p.GuestPort))
+		}
+	}
+	return strings.Join(out, ",")
+}
 
 // ActiveMount is a shared directory as the current boot has it.
 type ActiveMount struct {
@@ -66,6 +91,9 @@ type Machine struct {
 	// SSHPort is the port on the host's 127.0.0.1 forwarded to the
 	// machine's SSH port while it runs (see `machine ssh-config`), else 0.
 	SSHPort int `json:"sshPort,omitempty"`
+	// Ports are the host ports forwarded to the machine while it runs:
+	// SSH first, then by guest port (see `machine inspect`).
+	Ports []PortForward `json:"ports,omitempty"`
 	// ActiveMounts are the directories the running boot shares; changes
 	// made with Set show in Mounts and HomeMount until the next boot.
 	ActiveMounts []ActiveMount `json:"activeMounts,omitempty"`
@@ -141,7 +169,7 @@ func (m *Manager) get(ctx context.Context, cfg *Config, def string) *Machine {
 		mc.Accelerator = st.Accelerator
 		mc.KernelRelease = st.Kernel
 		mc.VMPID, mc.SupervisorPID = st.VMPID, st.PID
-		mc.SSHPort, mc.Guest = st.SSHPort, st.Guest
+		mc.SSHPort, mc.Guest, mc.Ports = st.SSHPort, st.Guest, st.Ports
 		for _, am := range st.Mounts {
 			mc.ActiveMounts = append(mc.ActiveMounts, ActiveMount{
 				Mount: Mount{Host: am.Host, Guest: am.Guest, ReadOnly: am.ReadOnly}, FSType: am.FSType})

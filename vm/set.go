@@ -10,17 +10,20 @@ import (
 )
 
 // SetKeys are the keys Set takes, in the order help lists them.
-var SetKeys = []string{"cpus", "memory", "kernel", "home-mount", "mounts"}
+var SetKeys = []string{"cpus", "memory", "kernel", "home-mount", "mounts", "publish", "port-forwarding"}
 
 // Set changes configuration keys of cfg's machine, applied at the next
 // boot: cpus=N, memory=SIZE, kernel=PATH (a kernel .deb or vmlinuz; empty
 // for the default kernel), home-mount=rw|ro|none, and mounts=LIST (comma
 // separated `--mount` values replacing the machine's mounts; empty for
-// none). It returns an error naming an unknown key or a bad value and
+// none), publish=LIST (comma separated `--publish` values replacing the
+// machine's published ports; empty for none) and port-forwarding=on|off.
+// It returns an error naming an unknown key or a bad value and
 // changes nothing in that case; on success cfg holds the new values.
 func (m *Manager) Set(cfg *Config, kv map[string]string) error {
 	next := *cfg
 	next.Mounts = append([]Mount(nil), cfg.Mounts...)
+	next.Publish = append([]PortMapping(nil), cfg.Publish...)
 	keys := make([]string, 0, len(kv))
 	for k := range kv {
 		keys = append(keys, k)
@@ -35,6 +38,12 @@ func (m *Manager) Set(cfg *Config, kv map[string]string) error {
 		return err
 	}
 	if err := checkShares(&next); err != nil {
+		return err
+	}
+	if err := checkPublish(&next); err != nil {
+		return err
+	}
+	if err := m.checkPublishFree(&next); err != nil {
 		return err
 	}
 	if err := atomicfile.WriteJSON(m.Dir(cfg.Name).Config(), &next); err != nil {
@@ -86,8 +95,25 @@ func setKey(c *Config, k, v string) error {
 			}
 			c.Mounts = append(c.Mounts, mt)
 		}
+	case "publish":
+		c.Publish = nil
+		for _, spec := range strings.Split(v, ",") {
+			if spec == "" {
+				continue
+			}
+			p, err := ParsePublish(spec)
+			if err != nil {
+				return fmt.Errorf("publish=%s: %w", v, err)
+			}
+			c.Publish = append(c.Publish, p)
+		}
+	case "port-forwarding":
+		if err := ValidatePortForwarding(v); err != nil {
+			return fmt.Errorf("port-forwarding=%s: use on or off", v)
+		}
+		c.PortForwarding = v
 	default:
-		return fmt.Errorf("unknown setting %q: machine set takes cpus=N, memory=SIZE, kernel=PATH, home-mount=rw|ro|none, mounts=HOST[:GUEST][:ro],...", k)
+		return fmt.Errorf("unknown setting %q: machine set takes cpus=N, memory=SIZE, kernel=PATH, home-mount=rw|ro|none, mounts=HOST[:GUEST][:ro],..., publish=[HOST_IP:]HOST_PORT:GUEST_PORT,..., port-forwarding=on|off", k)
 	}
 	return nil
 }

@@ -43,6 +43,10 @@ type Server struct {
 	// means commands run at once.
 	Ready *ready.Gate
 
+	// Listeners, when set, replaces reading the guest's socket tables
+	// for OpPorts (tests, and a fake guest running on the host).
+	Listeners func() ([]proto.Listener, error)
+
 	// reaper, when set, collects the exit status of every child because
 	// the agent is PID 1 and also reaps orphans.
 	reaper *reaper
@@ -96,6 +100,14 @@ func (s *Server) serveStream(conn net.Conn) {
 		} else {
 			s.copyOut(conn, req.Copy)
 		}
+	case proto.OpPorts:
+		s.ports(conn, br)
+	case proto.OpDial:
+		if req.Dial == nil {
+			proto.WriteLine(conn, proto.Response{Error: "dial: missing dial arguments"})
+			return
+		}
+		s.dial(conn, br, req.Dial)
 	case proto.OpShutdown:
 		reboot := req.Shutdown != nil && req.Shutdown.Reboot
 		proto.WriteLine(conn, proto.Response{})

@@ -20,8 +20,11 @@
 // report them. FrameStarted may take seconds after a boot: the guest holds
 // the process until the image's init accepts requests (see
 // ExecRequest.Immediate), and with TTY it may send FrameStdout before
-// FrameStarted to say so on the terminal. For every other operation the guest answers with one line of
-// JSON, a Response, and closes the stream.
+// FrameStarted to say so on the terminal. OpPorts streams Listeners
+// lines until the host closes the stream; OpDial answers a Response line
+// and then carries a TCP connection's bytes (see DialRequest). For every
+// other operation the guest answers with one line of JSON, a Response,
+// and closes the stream.
 package proto
 
 import (
@@ -62,6 +65,8 @@ const (
 	OpTime     Op = "time"     // Response.UnixNano: read the guest clock
 	OpCopyIn   Op = "copyin"   // Request.Copy; tar frames from the host follow (see CopyRequest)
 	OpCopyOut  Op = "copyout"  // Request.Copy; Response.Copy, then tar frames to the host
+	OpPorts    Op = "ports"    // Listeners lines from the guest until the host closes the stream
+	OpDial     Op = "dial"     // Request.Dial; a Response line, then the connection's bytes
 )
 
 // Request is the first line written on every stream.
@@ -71,6 +76,44 @@ type Request struct {
 	Shutdown *ShutdownArgs `json:"shutdown,omitempty"`
 	UnixNano int64         `json:"unixNano,omitempty"`
 	Copy     *CopyRequest  `json:"copy,omitempty"`
+	Dial     *DialRequest  `json:"dial,omitempty"`
+}
+
+// DialRequest is OpDial: the agent connects to a TCP port inside the
+// guest and answers a Response line (Error when the connection was
+// refused or failed); after a success the stream carries the
+// connection's bytes both ways, unframed. Closing the stream for writing
+// (yamux's Close is a half-close) shuts the guest connection down for
+// writing, and the guest's end of file closes the stream the same way, so
+// protocols that half-close work.
+type DialRequest struct {
+	// Port is the guest TCP port, 1..65535.
+	Port int `json:"port"`
+	// Addr is the address a guest listener is bound to, as Listener.Addr
+	// reports it: a wildcard ("0.0.0.0", "::") or "" is dialled on
+	// loopback ("::" and "" try 127.0.0.1 and ::1), any other address as
+	// it is.
+	Addr string `json:"addr,omitempty"`
+}
+
+// Listeners is one line of an OpPorts stream: every listening TCP socket
+// of the guest at that moment. The agent sends one at once and another
+// each time the set changes (it checks about twice a second), so each
+// line replaces the one before.
+type Listeners struct {
+	Listeners []Listener `json:"listeners"`
+}
+
+// Listener is one listening TCP socket in the guest, as the kernel lists
+// it in /proc/net/tcp and /proc/net/tcp6.
+type Listener struct {
+	// Addr is the local address it is bound to, in Go's text form:
+	// "0.0.0.0" or "::" for any address, "127.0.0.1", "::1", or another.
+	Addr string `json:"addr"`
+	// Port is the TCP port, 1..65535.
+	Port int `json:"port"`
+	// IPv6 is true for an AF_INET6 socket (which may take IPv4 too).
+	IPv6 bool `json:"ipv6,omitempty"`
 }
 
 // CopyRequest is the guest side of a `machine cp`. The archive is a tar

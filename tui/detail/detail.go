@@ -1,7 +1,8 @@
 // Package detail is a machine's detail view: its configuration and live
 // figures with sparklines of the last minutes (guest CPU, guest memory,
 // host memory held, disk used), and three tabs: an embedded shell, the
-// console log (followed live) and a full information list. Shell sessions
+// console log (followed live), the forwarded ports (one opened in the
+// browser or its URL copied with a key) and a full information list. Shell sessions
 // are kept per machine and survive leaving the view.
 package detail
 
@@ -28,11 +29,12 @@ import (
 const (
 	TabShell = iota
 	TabConsole
+	TabPorts
 	TabInfo
 )
 
 // TabNames are the tabs' titles.
-var TabNames = []string{"Shell", "Console log", "Info"}
+var TabNames = []string{"Shell", "Console log", "Ports", "Info"}
 
 // History is how many samples the sparklines keep (at one per refresh,
 // 2 s: five minutes).
@@ -65,6 +67,8 @@ type Model struct {
 	consoleOff int64
 	consoleGen int
 	visible    bool
+	// portCursor is the selected row of the Ports tab.
+	portCursor int
 
 	width, height int
 }
@@ -111,6 +115,9 @@ func (m *Model) ShortHelp() []key.Binding {
 	k := m.ctx.Keys
 	if m.Focused() {
 		return k.Short(k.LeaveShell)
+	}
+	if m.tab == TabPorts {
+		return k.Short(k.NextTab, k.OpenPort, k.CopyPort, k.Back, k.Start, k.Stop, k.Restart)
 	}
 	return k.Short(k.NextTab, k.FocusShell, k.Attach, k.Back, k.Start, k.Stop, k.Restart)
 }
@@ -321,6 +328,11 @@ func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 	}
 	if m.tab == TabConsole {
 		if used, cmd := m.console.Update(msg, k); used {
+			return cmd
+		}
+	}
+	if m.tab == TabPorts {
+		if used, cmd := m.portKey(msg); used {
 			return cmd
 		}
 	}

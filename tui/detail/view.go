@@ -93,6 +93,8 @@ func (m *Model) View() string {
 	case TabConsole:
 		m.console.SetSize(pw, ph)
 		pane = m.console.View(th, "console log of "+m.name)
+	case TabPorts:
+		pane = m.portsPane(th)
 	case TabInfo:
 		var lines []string
 		for _, kv := range Infos(r) {

@@ -38,6 +38,8 @@ type Map struct {
 	Start, Stop, Restart, Delete, Create, SetDefault                        key.Binding
 	// Detail
 	NextTab, PrevTab, FocusShell, Attach key.Binding
+	// Detail: the Ports tab
+	OpenPort, CopyPort key.Binding
 	// Shell (focused): the one chord that is never sent to the machine
 	LeaveShell key.Binding
 	// Log views (console log, build log)
@@ -89,10 +91,12 @@ func Default() *Map {
 	m.Create = bind("create a machine (form)", "create", "c")
 	m.SetDefault = bind("make it the default machine", "default", "S")
 
-	m.NextTab = shown("tab", "next tab (Shell, Console log, Info)", "next tab", "tab")
+	m.NextTab = shown("tab", "next tab (Shell, Console log, Ports, Info)", "next tab", "tab")
 	m.PrevTab = shown("shift+tab", "previous tab", "previous tab", "shift+tab")
 	m.FocusShell = shown("enter/i", "type into the shell (opens it if needed)", "shell", "enter", "i")
 	m.Attach = bind("full-screen attach to the shell (ctrl+] returns)", "full screen", "F")
+	m.OpenPort = bind("open http://127.0.0.1:PORT of the selected port in the browser", "open", "o")
+	m.CopyPort = bind("copy http://127.0.0.1:PORT of the selected port (to the terminal's clipboard)", "copy URL", "y")
 
 	m.LeaveShell = shown("ctrl+]", "leave the shell without closing it", "leave the shell (it keeps running)", "ctrl+]")
 
@@ -155,7 +159,8 @@ func (m *Map) Sections(v View) []Section {
 			Section{Machines, "Sort", []key.Binding{m.SortName, m.SortImage, m.SortCPUs, m.SortMem, m.SortDisk, m.SortState, m.SortUptime}})
 	case Detail:
 		out = append(out, Section{Detail, "Machine detail", []key.Binding{m.NextTab, m.PrevTab, m.FocusShell, m.Attach, m.Start, m.Stop, m.Restart}},
-			Section{Log, "Console log tab", logs})
+			Section{Log, "Console log tab", logs},
+			Section{Detail, "Ports tab", []key.Binding{m.Up, m.Down, m.OpenPort, m.CopyPort}})
 	case Shell:
 		out = append(out, Section{Shell, "Shell (every other key goes to the machine)", []key.Binding{m.LeaveShell}})
 	case Images:

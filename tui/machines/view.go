@@ -11,6 +11,7 @@ import (
 	"github.com/machinetop/machinetop/tui/common"
 	"github.com/machinetop/machinetop/tui/source"
 	"github.com/machinetop/machinetop/tui/table"
+	"github.com/machinetop/machinetop/vm"
 )
 
 // Columns of the machines table; Drop says which go first on narrow
@@ -24,6 +25,7 @@ var Columns = []table.Column{
 	{Title: "DISK", Min: 5, Right: true, Drop: 2},
 	{Title: "STATE", Min: 8},
 	{Title: "UPTIME", Min: 6, Right: true, Drop: 6},
+	{Title: "PORTS", Min: 5, Max: 24, Drop: 7},
 }
 
 // HostLine renders the host facts: CPUs, host memory, memory held by the
@@ -96,6 +98,7 @@ func Cells(th *theme.Theme, r source.Row, busy string, spin int, now time.Time) 
 		{Text: disk},
 		{Text: state, Style: &st},
 		{Text: up, Style: &th.Muted},
+		{Text: dashIfEmpty(vm.PortsSummary(r.Ports)), Style: &th.Muted},
 	}
 }
 
@@ -171,4 +174,11 @@ func (m *Model) render(th *theme.Theme, w, h int, now time.Time) string {
 		out += "\n" + strings.Join(bottom, "\n")
 	}
 	return common.Fit(out, w, h)
+}
+
+func dashIfEmpty(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

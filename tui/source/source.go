@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -99,6 +100,10 @@ type Source interface {
 	// Build builds an image and waits for it to end. It journals like the
 	// CLI's `machinetop build`, so Jobs lists it while it runs.
 	Build(ctx context.Context, b BuildRequest) error
+	// OpenURL opens url (a forwarded port's http://127.0.0.1:PORT) in
+	// the host's browser: xdg-open on Linux, open on macOS. It returns
+	// once the opener has started.
+	OpenURL(url string) error
 }
 
 // BuildRequest is what the dashboard's build form asks for.
@@ -300,4 +305,19 @@ func (l *Live) Build(ctx context.Context, b BuildRequest) error {
 		}
 	}
 	return err
+}
+
+// OpenURL implements Source: it starts the desktop's opener for url
+// (xdg-open, or open on macOS) and does not wait for it.
+func (l *Live) OpenURL(url string) error {
+	opener := "xdg-open"
+	if runtime.GOOS == "darwin" {
+		opener = "open"
+	}
+	cmd := exec.Command(opener, url)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("opening %s: %w", url, err)
+	}
+	go cmd.Wait()
+	return nil
 }

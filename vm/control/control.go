@@ -97,6 +97,9 @@ type Status struct {
 	SSHPort int `json:"sshPort,omitempty"`
 	// Mounts are the directories this boot shares.
 	Mounts []ActiveMount `json:"mounts,omitempty"`
+	// Ports are the host ports forwarded to the guest now, by guest
+	// port: SSH, the published ones and those forwarded automatically.
+	Ports []PortForward `json:"ports,omitempty"`
 	// Guest is what the agent reported, once it answered.
 	Guest *GuestFacts `json:"guest,omitempty"`
 }
@@ -110,6 +113,42 @@ type ActiveMount struct {
 	ReadOnly bool   `json:"readOnly,omitempty"`
 	// FSType is "virtiofs" or "9p".
 	FSType string `json:"fstype"`
+}
+
+// Kinds of PortForward.
+const (
+	// ForwardAuto: a port the guest listens on, forwarded automatically.
+	ForwardAuto = "auto"
+	// ForwardPublished: a port published with --publish.
+	ForwardPublished = "published"
+	// ForwardSSH: the machine's SSH port (see `machine ssh-config`).
+	ForwardSSH = "ssh"
+)
+
+// PortForward is a host port forwarded to a guest port through the agent
+// channel (package vm/portfwd).
+type PortForward struct {
+	// Kind is ForwardAuto, ForwardPublished or ForwardSSH.
+	Kind string `json:"kind"`
+	// Proto is "tcp".
+	Proto string `json:"proto"`
+	// GuestPort is the port in the machine; GuestAddr the address a
+	// guest listener is bound to ("0.0.0.0", "::", "127.0.0.1", …; ""
+	// for a published port or SSH).
+	GuestPort int    `json:"guestPort"`
+	GuestAddr string `json:"guestAddr,omitempty"`
+	// HostPort is the host port; HostAddrs the host sockets listening,
+	// as HOST:PORT ("127.0.0.1:8123", "[::1]:8123"); none when Error is
+	// set.
+	HostPort  int      `json:"hostPort"`
+	HostAddrs []string `json:"hostAddrs,omitempty"`
+	// Since is when the forward began.
+	Since time.Time `json:"since"`
+	// Note says why HostPort is not GuestPort for an automatic forward
+	// (the host's port was taken, or needs privileges).
+	Note string `json:"note,omitempty"`
+	// Error says why a published port or SSH could not listen.
+	Error string `json:"error,omitempty"`
 }
 
 // GuestFacts is what the agent last reported about the image's support

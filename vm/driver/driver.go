@@ -68,9 +68,6 @@ type Features struct {
 	// ShareFS is the filesystem host directories are shared with:
 	// ShareVirtiofs or Share9P; "" when the backend cannot share.
 	ShareFS string
-	// SSHForward is true when the backend forwards Spec.SSHPort on the
-	// host's 127.0.0.1 to the guest's port 22.
-	SSHForward bool
 	// Adopt is true when VMs run in a process of their own (QEMU) and so
 	// can outlive a supervisor killed with SIGKILL: a new supervisor adopts
 	// the running VM instead of booting another (see Running and Adopt).
@@ -143,9 +140,6 @@ type Spec struct {
 	// share; the supervisor never gives another backend a share that
 	// contains one.
 	Hidden []string
-	// SSHPort, when non-zero, is a TCP port on the host's 127.0.0.1 that
-	// the backend forwards to the guest's port 22 (Features.SSHForward).
-	SSHPort int
 }
 
 // GuestArch returns s.Arch, or the host's architecture (runtime.GOARCH)

@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/machinetop/machinetop/guest/agent"
+	"github.com/machinetop/machinetop/guest/proto"
 	"github.com/machinetop/machinetop/vm/driver"
 )
 
@@ -42,8 +43,7 @@ import (
 // from the next call on, also to VMs already running.
 type Script struct {
 	// Features is what the backend reports (Backend.Features) and
-	// enforces: Start refuses Spec.Shares without ShareFS and Spec.SSHPort
-	// without SSHForward, and Running and Adopt find VMs only with Adopt.
+	// enforces: Start refuses Spec.Shares without ShareFS, and Running and Adopt find VMs only with Adopt.
 	Features driver.Features
 	// StartDelay is how long Start takes before the VM exists, as QEMU's
 	// Start waits for its monitor socket; Start gives up with ctx's error
@@ -60,16 +60,19 @@ type Script struct {
 	// StartErr, when non-nil, makes Start fail (after StartDelay) with an
 	// error wrapping it, booting nothing.
 	StartErr error
+	// Listeners, when set, is what the guest's agent reports as its
+	// listening TCP sockets (proto.OpPorts); nil reports none. A guest
+	// port is dialled on the host, where the agent runs.
+	Listeners func() ([]proto.Listener, error)
 }
 
 // DefaultFeatures returns the features of a QEMU-like backend: directories
-// shared over virtio-fs, SSH forwarding, VMs that outlive their supervisor
+// shared over virtio-fs, VMs that outlive their supervisor
 // (Adopt), free page reporting and a balloon, an agent channel that is not
 // vsock, the host's architecture, and a guest network configured by DHCP.
 func DefaultFeatures() driver.Features {
 	return driver.Features{
 		ShareFS:           driver.ShareVirtiofs,
-		SSHForward:        true,
 		Adopt:             true,
 		FreePageReporting: true,
 		Balloon:           true,
@@ -132,7 +135,7 @@ func (b *Backend) Accelerator(ctx context.Context, arch, kernel string) (string,
 }
 
 // Start checks spec as a hypervisor would (kernel, initramfs and disks
-// exist, resources are set, shares and SSH forwarding match the Features),
+// exist, resources are set, shares match the Features),
 // takes Script.StartDelay, then records the VM under spec.RunDir, appends
 // a boot line with the kernel command line to spec.ConsoleLog and boots
 // the guest: its agent serves the channel after Script.BootDelay. It
@@ -206,9 +209,6 @@ func checkSpec(spec *driver.Spec, feat driver.Features) error {
 	}
 	if len(spec.Shares) > 0 && feat.ShareFS == "" {
 		return fmt.Errorf("sharing directories: %w", driver.ErrUnsupported)
-	}
-	if spec.SSHPort != 0 && !feat.SSHForward {
-		return fmt.Errorf("forwarding SSH: %w", driver.ErrUnsupported)
 	}
 	return nil
 }
@@ -338,8 +338,17 @@ func (i *Instance) boot(delay time.Duration) {
 	i.mu.Lock()
 	i.agentStart = time.Now()
 	i.mu.Unlock()
-	srv := &agent.Server{Shutdown: i.guestShutdown}
+	srv := &agent.Server{Shutdown: i.guestShutdown, Listeners: i.listeners}
 	srv.ServeChannel(i.guest, i.openChannel)
+}
+
+// listeners is what the guest listens on: Script.Listeners, else
+// nothing (the agent runs on the host, whose own sockets are no guest's).
+func (i *Instance) listeners() ([]proto.Listener, error) {
+	if l := i.b.Script().Listeners; l != nil {
+		return l()
+	}
+	return nil, nil
 }
 
 // openChannel waits for the host to dial and returns the guest end, as

@@ -84,8 +84,7 @@ func Emulator(arch string) (string, bool) {
 }
 
 // Features describes the QEMU backend: shares over ShareFS() with
-// machinetop's own directories hidden inside them, SSH forwarded by
-// user-mode networking's hostfwd, VMs that outlive their supervisor, free
+// machinetop's own directories hidden inside them, VMs that outlive their supervisor, free
 // page reporting and a balloon, virtio-serial for the agent, and as Archs the host's architecture plus
 // every other one whose emulator is in PATH (an arm64 guest on an x86
 // host runs under TCG, and the other way round).
@@ -102,7 +101,6 @@ func (b *Backend) Features() driver.Features {
 	return driver.Features{
 		ShareFS:           b.ShareFS(),
 		HideState:         true,
-		SSHForward:        true,
 		Adopt:             true,
 		FreePageReporting: true,
 		Balloon:           true,
@@ -406,15 +404,13 @@ func (b *Backend) subnet() (string, error) {
 	return p.Masked().String(), nil
 }
 
-// netdev is QEMU user-mode networking on subnet (QEMU's default when ""),
-// with the SSH port forwarded from the host's loopback interface only.
+// netdev is QEMU user-mode networking on subnet (QEMU's default when "").
+// It forwards no port: SSH and the guest's ports reach the host through
+// the agent channel (vm/portfwd).
 func netdev(spec *driver.Spec, subnet string) string {
 	n := "user,id=net0"
 	if subnet != "" {
 		n += ",net=" + subnet
-	}
-	if spec.SSHPort > 0 {
-		n += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:22", spec.SSHPort)
 	}
 	return n
 }

@@ -43,12 +43,15 @@ func (s *supervisor) agentLoop() {
 
 		clockDone := make(chan struct{})
 		go s.syncClock(cl, clockDone)
+		portsCtx, stopPorts := context.WithCancel(context.Background())
+		go s.watchPorts(portsCtx, cl)
 		select {
 		case <-sess.CloseChan():
 			s.log.Info("agent channel closed; reconnecting")
 		case <-s.done:
 		}
 		close(clockDone)
+		stopPorts()
 		s.mu.Lock()
 		s.sess = nil
 		s.readyCh = make(chan struct{})

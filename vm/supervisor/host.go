@@ -185,9 +185,7 @@ func (s *supervisor) prepareHost() (bootInfo, error) {
 	if err := atomicfile.WriteFile(s.run.ConfigDisk(), padded, 0o600); err != nil {
 		return bi, err
 	}
-	if s.feat.SSHForward {
-		bi.SSHPort = s.pickSSHPort()
-	}
+	bi.SSHPort = s.pickSSHPort()
 	return bi, nil
 }
 

@@ -84,33 +84,15 @@ func (s *supervisor) handleAgent(c net.Conn, req control.Request) {
 	if wait <= 0 {
 		wait = defaultAgentWait
 	}
-	deadline := time.After(wait)
-	var sess *yamux.Session
-	for sess == nil {
-		s.mu.Lock()
-		ready, sc, st := s.readyCh, s.sess, s.st.State
-		s.mu.Unlock()
-		if sc != nil {
-			sess = sc
-			break
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	sess, cerr := s.agentSession(ctx)
+	cancel()
+	if cerr != nil {
+		if cerr.Code == control.CodeAgentTimeout {
+			cerr = control.Errorf(control.CodeAgentTimeout, "the agent in %s did not become ready in %s; see `machinetop machine logs %s`", s.cfg.Name, wait, s.cfg.Name)
 		}
-		switch st {
-		case control.StateStopped:
-			control.WriteResponse(c, control.Response{Error: control.Errorf(control.CodeNotRunning, "machine %s is stopped", s.cfg.Name)})
-			return
-		case control.StateStopping:
-			control.WriteResponse(c, control.Response{Error: control.Errorf(control.CodeStopping, "machine %s is stopping", s.cfg.Name)})
-			return
-		}
-		select {
-		case <-ready:
-		case <-s.done:
-			control.WriteResponse(c, control.Response{Error: control.Errorf(control.CodeNotRunning, "machine %s stopped", s.cfg.Name)})
-			return
-		case <-deadline:
-			control.WriteResponse(c, control.Response{Error: control.Errorf(control.CodeAgentTimeout, "the agent in %s did not become ready in %s; see `machinetop machine logs %s`", s.cfg.Name, wait, s.cfg.Name)})
-			return
-		}
+		control.WriteResponse(c, control.Response{Error: cerr})
+		return
 	}
 	stream, err := sess.OpenStream()
 	if err != nil {
@@ -125,6 +107,34 @@ func (s *supervisor) handleAgent(c net.Conn, req control.Request) {
 	go func() { io.Copy(stream, c); done <- struct{}{} }()
 	go func() { io.Copy(c, stream); done <- struct{}{} }()
 	<-done
+}
+
+// agentSession returns the agent session, waiting while the agent is
+// not connected until ctx ends. It fails with CodeNotRunning or
+// CodeStopping when the machine is (being) stopped, CodeAgentTimeout when
+// ctx ended first.
+func (s *supervisor) agentSession(ctx context.Context) (*yamux.Session, *control.Error) {
+	for {
+		s.mu.Lock()
+		ready, sc, st := s.readyCh, s.sess, s.st.State
+		s.mu.Unlock()
+		if sc != nil {
+			return sc, nil
+		}
+		switch st {
+		case control.StateStopped:
+			return nil, control.Errorf(control.CodeNotRunning, "machine %s is stopped", s.cfg.Name)
+		case control.StateStopping:
+			return nil, control.Errorf(control.CodeStopping, "machine %s is stopping", s.cfg.Name)
+		}
+		select {
+		case <-ready:
+		case <-s.done:
+			return nil, control.Errorf(control.CodeNotRunning, "machine %s stopped", s.cfg.Name)
+		case <-ctx.Done():
+			return nil, control.Errorf(control.CodeAgentTimeout, "the agent in %s is not ready: %v", s.cfg.Name, ctx.Err())
+		}
+	}
 }
 
 // handleStop asks the guest to power off (agent, else ACPI), kills the VM

@@ -2,7 +2,9 @@
 // Lima's host agent owns an instance: it boots the VM through a
 // driver.Backend (or adopts one that outlived a killed supervisor), keeps a
 // session with the guest agent (reconnecting when the channel drops),
-// keeps the guest's clock in step, and serves the machine's control socket
+// keeps the guest's clock in step, forwards host loopback ports to the
+// guest through the agent (SSH, --publish, and every port the guest
+// listens on; vm/portfwd), and serves the machine's control socket
 // (vm/control): status, a pushed status stream, agent calls spliced to the
 // guest, and stop. The hidden `machinetop __supervise NAME` command runs
 // it in a process of its own; vm.Manager starts that process and talks to
@@ -29,6 +31,7 @@ import (
 	"github.com/machinetop/machinetop/vm/internal/atomicfile"
 	"github.com/machinetop/machinetop/vm/kit"
 	"github.com/machinetop/machinetop/vm/layout"
+	"github.com/machinetop/machinetop/vm/portfwd"
 )
 
 // Options configure Run.
@@ -81,6 +84,9 @@ type supervisor struct {
 	booted   chan struct{}
 	// everReady is true once the agent answered during this boot.
 	everReady bool
+	// fwd forwards host ports to the guest (ports.go); set once the VM
+	// runs.
+	fwd *portfwd.Forwarder
 }
 
 // Run runs the supervisor of cfg's machine in the calling goroutine until
@@ -150,6 +156,7 @@ func Run(ctx context.Context, cfg *vm.Config, opts Options) error {
 		return err
 	}
 	close(s.booted)
+	s.startForwards()
 	go s.agentLoop()
 	exited := make(chan error, 1)
 	go func() { exited <- s.inst.Wait() }()
@@ -180,6 +187,7 @@ func Run(ctx context.Context, cfg *vm.Config, opts Options) error {
 		s.log.Warn("supervisor told to go; leaving the vm running", "err", ctx.Err())
 		close(s.done)
 	}
+	s.fwd.Close()
 	os.Remove(run.Control())
 	return nil
 }
@@ -212,7 +220,6 @@ func (s *supervisor) spec(f *bootFiles) *driver.Spec {
 		StateDir: s.dir.Dir,
 		Shares:   s.shares,
 		Hidden:   s.hidden,
-		SSHPort:  s.bootInfo.SSHPort,
 	}
 	if f != nil {
 		sp.Kernel, sp.Initramfs, sp.Console = f.kernel, f.initramfs, f.console

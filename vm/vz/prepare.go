@@ -41,8 +41,7 @@ const (
 // mib is a mebibyte, in bytes.
 const mib = 1 << 20
 
-// Features describes the vz backend: virtio-fs shares, no SSH forwarding
-// yet, VMs that end with their supervisor, a traditional balloon (no free
+// Features describes the vz backend: virtio-fs shares, VMs that end with their supervisor, a traditional balloon (no free
 // page reporting), a virtio socket for the agent, arm64 guests on Apple
 // silicon, and guest addresses from the framework's NAT by DHCP. It cannot
 // hide a directory inside a share (HideState false): the framework serves

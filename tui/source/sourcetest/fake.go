@@ -198,3 +198,6 @@ func (f *Fake) JobEvents(job string, off int64) ([]progress.Event, int64, error)
 func (f *Fake) Build(ctx context.Context, b source.BuildRequest) error {
 	return f.record(strings.Join(b.Args(), " "))
 }
+
+// OpenURL implements Source: it records "open URL" and returns Err.
+func (f *Fake) OpenURL(url string) error { return f.record("open " + url) }
