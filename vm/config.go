@@ -165,6 +165,10 @@ type Config struct {
 	HomeMount string `json:"homeMount,omitempty"`
 	// Mounts are further host directories shared with the machine.
 	Mounts []Mount `json:"mounts,omitempty"`
+	// Network is the machine's address on the machine network, allocated
+	// at create (or, for a machine made before the network existed, at
+	// its first boot on it: EnsureNetwork) and kept for its life.
+	Network *NetIdentity `json:"network,omitempty"`
 }
 
 // UserSetup is the host user mapped into the machine.

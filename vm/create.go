@@ -83,6 +83,9 @@ func (m *Manager) Create(ctx context.Context, opts CreateOptions) (*Config, erro
 		return nil, err
 	}
 	defer l.Unlock()
+	if err := m.allocateNetwork(cfg); err != nil {
+		return nil, err
+	}
 	if err := m.materialize(ctx, cfg, tarPath); err != nil {
 		return nil, err
 	}

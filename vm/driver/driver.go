@@ -87,6 +87,10 @@ type Features struct {
 	// as GOARCH names ("amd64", "arm64"); a machine of another
 	// architecture cannot be created (see Spec.Arch).
 	Archs []string
+	// MachineNet is true when the backend attaches the machine to the
+	// machine network (vm/netd) through Spec.Network, instead of a
+	// network of its own; the supervisor then connects it.
+	MachineNet bool
 	// HideState is true when the backend keeps Spec.Hidden invisible to
 	// the guest inside every share, enforced on the host: the process
 	// serving the share cannot see them (QEMU: a mount namespace in which
@@ -145,7 +149,16 @@ type Spec struct {
 	Hidden []string
 	// SSHPort, when non-zero, is a TCP port on the host's 127.0.0.1 that
 	// the backend forwards to the guest's port 22 (Features.SSHForward).
+	// On the machine network the network forwards it, not the backend.
 	SSHPort int
+	// Network, with Features.MachineNet, is the machine's connection to
+	// the machine network (a unix stream socket carrying Ethernet frames,
+	// each prefixed with its length as 4 bytes big endian: vm/netd), and
+	// MAC the address its network interface must have, e.g.
+	// "5a:94:ef:a8:7f:02", for which the network's DHCP server has the
+	// machine's address.
+	Network *os.File
+	MAC     string
 }
 
 // GuestArch returns s.Arch, or the host's architecture (runtime.GOARCH)
