@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"net"
 )
 
 // RelayDatagrams copies Ethernet frames between dgram, a datagram socket
@@ -12,8 +11,10 @@ import (
 // a hypervisor holds, as the Virtualization framework's file-handle
 // network attachment wants), and stream, a connection to the network
 // (Connect), whose frames are length-prefixed. It returns when either side
-// fails or closes, having closed both; the error is the first side's.
-func RelayDatagrams(dgram, stream net.Conn) error {
+// fails or closes (closing either ends it), having closed both; the
+// error is the first side's. Both may be *os.File: a read of a datagram
+// socket returns one datagram.
+func RelayDatagrams(dgram, stream io.ReadWriteCloser) error {
 	errc := make(chan error, 2)
 	go func() {
 		buf := make([]byte, 4+65536)
