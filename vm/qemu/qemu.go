@@ -1,9 +1,9 @@
 //go:build linux
 
 // Package qemu is the Linux backend: it runs each machine in its own
-// qemu-system process with direct kernel boot, virtio-blk disks, user-mode
-// networking, a virtio-serial agent channel, virtio-balloon with free page
-// reporting, virtio-rng, the serial console in a log file and QMP on a unix
+// qemu-system process with direct kernel boot, virtio-blk disks, the
+// machine network (vm/netd) or QEMU's user-mode network, a virtio-serial
+// agent channel, virtio-balloon with free page reporting, virtio-rng, the serial console in a log file and QMP on a unix
 // socket (QEMU's docs: system/invocation, interop/qmp-spec). Guests are
 // x86_64 (qemu-system-x86_64, the q35 board) or arm64
 // (qemu-system-aarch64, the virt board); one of another architecture than
@@ -86,8 +86,8 @@ func Emulator(arch string) (string, bool) {
 }
 
 // Features describes the QEMU backend: shares over ShareFS() with
-// machinetop's own directories hidden inside them, SSH forwarded by
-// user-mode networking's hostfwd, VMs that outlive their supervisor, free
+// machinetop's own directories hidden inside them, SSH forwarded (by the
+// machine network, or by user-mode networking's hostfwd), VMs that outlive their supervisor, free
 // page reporting and a balloon, virtio-serial for the agent, and as Archs the host's architecture plus
 // every other one whose emulator is in PATH (an arm64 guest on an x86
 // host runs under TCG, and the other way round).
