@@ -5,9 +5,11 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 
 	"github.com/machinetop/machinetop/vm/internal/atomicfile"
+	"github.com/machinetop/machinetop/vm/layout"
 	"github.com/machinetop/machinetop/vm/netd"
 )
 
@@ -105,7 +107,11 @@ func (m *Manager) StartNetwork() error {
 			return err
 		}
 	}
-	logf, err := os.OpenFile(m.Data.NetworkLog(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	rel, err := filepath.Rel(m.Data.Root, m.Data.NetworkLog())
+	if err != nil {
+		return err
+	}
+	logf, err := layout.OpenBeneath(m.Data.Root, rel, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
