@@ -61,7 +61,7 @@ const (
 // Features is what a backend can do, as data (Lima's DriverFeatures): the
 // supervisor and the Manager decide by it, never by the backend's type.
 // What every backend must do is not listed: give the guest a network
-// that serves DHCP (QEMU's user network and the Virtualization
+// that serves DHCP (the machine network, QEMU's user network and the Virtualization
 // framework's NAT do), since the guest configures its first Ethernet
 // interface by DHCP and reports the lease.
 type Features struct {
