@@ -145,4 +145,3 @@ func TestSSHForward(t *testing.T) {
 	}
 	l.Close()
 }
-
