@@ -94,6 +94,7 @@ func NewRootCmd() *cobra.Command {
 	root.AddCommand(newSystemCmd())
 	root.AddCommand(newVersionCmd())
 	root.AddCommand(newSuperviseCmd())
+	root.AddCommand(newNetworkCmd())
 	root.SetHelpCommand(newHelpCmd())
 	// Made now rather than at Execute, so that the walk below and the
 	// README check see them.

@@ -271,11 +271,12 @@ func testLifecycle(t *testing.T, e *env, image, name string, systemd bool) {
 		t.Fatalf("first boot's disk check: %+v, want formatted and clean", dc)
 	}
 	// The address is the one the guest's DHCP lease gave.
-	if m.Lease == nil || m.Lease.Address != m.IP+"/24" || m.Lease.Gateway != "10.0.2.2" {
-		t.Fatalf("inspect: address %q, lease %+v; want the lease's address", m.IP, m.Lease)
+	// On the machine network (vm/netd) from its gateway.
+	if m.Lease == nil || m.Lease.Address != m.IP+"/24" || m.Lease.Gateway != "192.168.127.1" || !strings.HasPrefix(m.IP, "192.168.127.") {
+		t.Fatalf("inspect: address %q, lease %+v; want the lease's address on the machine network", m.IP, m.Lease)
 	}
 	ls := e.must("machine", "ls")
-	if !strings.Contains(ls, name) || !strings.Contains(ls, "running") || !strings.Contains(ls, "10.0.2.15") {
+	if !strings.Contains(ls, name) || !strings.Contains(ls, "running") || !strings.Contains(ls, m.IP) {
 		t.Fatalf("machine ls does not show %s running with its IP:\n%s", name, ls)
 	}
 

@@ -172,6 +172,10 @@ type Config struct {
 	// automatically; PortForwardingOn or "" forwards every listening
 	// TCP port to the host's loopback (see AutoForward).
 	PortForwarding string `json:"portForwarding,omitempty"`
+	// Network is the machine's address on the machine network, allocated
+	// at create (or, for a machine made before the network existed, at
+	// its first boot on it: EnsureNetwork) and kept for its life.
+	Network *NetIdentity `json:"network,omitempty"`
 }
 
 // UserSetup is the host user mapped into the machine.

@@ -91,6 +91,9 @@ func (m *Manager) Create(ctx context.Context, opts CreateOptions) (*Config, erro
 	if err := m.checkPublishFree(cfg); err != nil {
 		return nil, err
 	}
+	if err := m.allocateNetwork(cfg); err != nil {
+		return nil, err
+	}
 	if err := m.materialize(ctx, cfg, tarPath); err != nil {
 		return nil, err
 	}

@@ -46,6 +46,13 @@ func (m *Manager) Set(cfg *Config, kv map[string]string) error {
 	if err := m.checkPublishFree(&next); err != nil {
 		return err
 	}
+	if next.Network == nil {
+		// A first boot may have given the machine its address since cfg
+		// was read (EnsureNetwork): keep it.
+		if cur, err := m.Load(cfg.Name); err == nil {
+			next.Network = cur.Network
+		}
+	}
 	if err := atomicfile.WriteJSON(m.Dir(cfg.Name).Config(), &next); err != nil {
 		return err
 	}

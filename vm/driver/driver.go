@@ -61,7 +61,7 @@ const (
 // Features is what a backend can do, as data (Lima's DriverFeatures): the
 // supervisor and the Manager decide by it, never by the backend's type.
 // What every backend must do is not listed: give the guest a network
-// that serves DHCP (QEMU's user network and the Virtualization
+// that serves DHCP (the machine network, QEMU's user network and the Virtualization
 // framework's NAT do), since the guest configures its first Ethernet
 // interface by DHCP and reports the lease.
 type Features struct {
@@ -84,6 +84,10 @@ type Features struct {
 	// as GOARCH names ("amd64", "arm64"); a machine of another
 	// architecture cannot be created (see Spec.Arch).
 	Archs []string
+	// MachineNet is true when the backend attaches the machine to the
+	// machine network (vm/netd) through Spec.Network, instead of a
+	// network of its own; the supervisor then connects it.
+	MachineNet bool
 	// HideState is true when the backend keeps Spec.Hidden invisible to
 	// the guest inside every share, enforced on the host: the process
 	// serving the share cannot see them (QEMU: a mount namespace in which
@@ -140,6 +144,14 @@ type Spec struct {
 	// share; the supervisor never gives another backend a share that
 	// contains one.
 	Hidden []string
+	// Network, with Features.MachineNet, is the machine's connection to
+	// the machine network (a unix stream socket carrying Ethernet frames,
+	// each prefixed with its length as 4 bytes big endian: vm/netd), and
+	// MAC the address its network interface must have, e.g.
+	// "5a:94:ef:a8:7f:02", for which the network's DHCP server has the
+	// machine's address.
+	Network *os.File
+	MAC     string
 }
 
 // GuestArch returns s.Arch, or the host's architecture (runtime.GOARCH)

@@ -6,6 +6,8 @@
 package layout
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -182,6 +184,36 @@ func RuntimeDir() (string, error) {
 	}
 	return dir, nil
 }
+
+// Net is the runtime directory of a data directory's machine network
+// (vm/netd): its socket and lock file. The runtime directory is shared by
+// every data directory of the user, so it is named by a hash of the data
+// directory's path.
+type Net struct{ Dir string }
+
+// Net returns the runtime directory of d's machine network (mode 0700,
+// created), or an error when it cannot be made.
+func (d Data) Net() (Net, error) {
+	rt, err := RuntimeDir()
+	if err != nil {
+		return Net{}, err
+	}
+	sum := sha256.Sum256([]byte(d.Root))
+	dir := filepath.Join(rt, "net-"+hex.EncodeToString(sum[:6]))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return Net{}, fmt.Errorf("creating the machine network's directory: %w", err)
+	}
+	return Net{Dir: dir}, nil
+}
+
+// Socket is the machine network's unix socket (mode 0600).
+func (n Net) Socket() string { return filepath.Join(n.Dir, "net.sock") }
+
+// Lock is held by the process serving the machine network.
+func (n Net) Lock() string { return filepath.Join(n.Dir, "net.lock") }
+
+// NetworkLog is the machine network process's log.
+func (d Data) NetworkLog() string { return filepath.Join(d.Root, "network.log") }
 
 // Run is a running machine's private runtime directory (mode 0700) under
 // RuntimeDir, named by the machine's ID. Backends keep their own sockets

@@ -1,9 +1,9 @@
 //go:build linux
 
 // Package qemu is the Linux backend: it runs each machine in its own
-// qemu-system process with direct kernel boot, virtio-blk disks, user-mode
-// networking, a virtio-serial agent channel, virtio-balloon with free page
-// reporting, virtio-rng, the serial console in a log file and QMP on a unix
+// qemu-system process with direct kernel boot, virtio-blk disks, the
+// machine network (vm/netd) or QEMU's user-mode network, a virtio-serial
+// agent channel, virtio-balloon with free page reporting, virtio-rng, the serial console in a log file and QMP on a unix
 // socket (QEMU's docs: system/invocation, interop/qmp-spec). Guests are
 // x86_64 (qemu-system-x86_64, the q35 board) or arm64
 // (qemu-system-aarch64, the virt board); one of another architecture than
@@ -49,12 +49,14 @@ type Backend struct {
 	// ProbeCacheDir holds the result of the KVM probe for this host boot;
 	// empty disables caching.
 	ProbeCacheDir string
-	// Net is the IPv4 subnet of the user-mode network, e.g.
-	// "10.0.2.0/24", whose DHCP server gives the guest the 16th address
-	// (.15) with the gateway at .2 and DNS at .3 (QEMU's -netdev
-	// user,net=); empty means $MACHINETOP_QEMU_NET, else QEMU's default
-	// 10.0.2.0/24. The prefix must leave room for those addresses (/28
-	// or shorter).
+	// Net selects the guest's network: "machine" for the machine network
+	// (vm/netd, through Spec.Network: Features.MachineNet), "user" for
+	// QEMU's user-mode network on its default subnet 10.0.2.0/24, or an
+	// IPv4 subnet for the user-mode network, e.g. "10.0.9.0/24", whose
+	// DHCP server gives the guest the 16th address (.15) with the gateway
+	// at .2 and DNS at .3 (QEMU's -netdev user,net=); the prefix must
+	// leave room for those addresses (/28 or shorter). Empty means
+	// $MACHINETOP_QEMU_NET, else "machine".
 	Net string
 }
 
@@ -101,6 +103,7 @@ func (b *Backend) Features() driver.Features {
 	return driver.Features{
 		ShareFS:           b.ShareFS(),
 		HideState:         true,
+		MachineNet:        b.machineNet(),
 		Adopt:             true,
 		FreePageReporting: true,
 		Balloon:           true,
@@ -341,10 +344,21 @@ func (b *Backend) command(spec *driver.Spec, accel string, fsConns []*os.File) (
 		"-append", "console="+consoleDevice(arch)+" "+spec.Cmdline,
 		"-chardev", "file,id=console,append=on,path="+console,
 		"-serial", "chardev:console",
-		"-netdev", netdev(spec, subnet),
-		// romfile= drops the iPXE option ROM: we boot the kernel directly and
-		// the ROM costs about a second under TCG.
-		"-device", "virtio-net-pci,netdev=net0,romfile=",
+	)
+	if spec.Network != nil {
+		// A stream socket's frames carry a 4-byte big-endian length:
+		// the machine network's framing (vm/netd).
+		l.args = append(l.args,
+			"-netdev", fmt.Sprintf("socket,id=net0,fd=%d", l.fd(spec.Network)),
+			"-device", "virtio-net-pci,netdev=net0,romfile=,mac="+spec.MAC)
+	} else {
+		l.args = append(l.args,
+			"-netdev", netdev(spec, subnet),
+			// romfile= drops the iPXE option ROM: we boot the kernel directly and
+			// the ROM costs about a second under TCG.
+			"-device", "virtio-net-pci,netdev=net0,romfile=")
+	}
+	l.args = append(l.args,
 		"-device", "virtio-serial-pci,id=vser",
 		"-chardev", fmt.Sprintf("socket,id=agent,fd=%d,server=on,wait=off", agentFD),
 		"-device", "virtserialport,chardev=agent,name="+proto.PortName,
@@ -383,20 +397,34 @@ func (b *Backend) command(spec *driver.Spec, accel string, fsConns []*os.File) (
 	return cmd, l.release, nil
 }
 
-// subnet returns the user network's subnet (Backend.Net, else
-// $MACHINETOP_QEMU_NET) in CIDR form, "" for QEMU's default, or an error
-// naming the setting that is not a usable IPv4 subnet.
-func (b *Backend) subnet() (string, error) {
-	v, from := b.Net, "the QEMU backend's Net"
-	if v == "" {
-		v, from = os.Getenv(NetEnv), "$"+NetEnv
+// netSetting returns Backend.Net, else $MACHINETOP_QEMU_NET, and where
+// it came from.
+func (b *Backend) netSetting() (v, from string) {
+	if b.Net != "" {
+		return b.Net, "the QEMU backend's Net"
 	}
-	if v == "" {
+	return os.Getenv(NetEnv), "$" + NetEnv
+}
+
+// machineNet reports whether guests join the machine network (Net is
+// "machine" or unset).
+func (b *Backend) machineNet() bool {
+	v, _ := b.netSetting()
+	return v == "" || v == "machine"
+}
+
+// subnet returns the user network's subnet (Backend.Net, else
+// $MACHINETOP_QEMU_NET) in CIDR form, "" for QEMU's default (and for the
+// machine network), or an error naming the setting that is neither a
+// network's name nor a usable IPv4 subnet.
+func (b *Backend) subnet() (string, error) {
+	v, from := b.netSetting()
+	if v == "" || v == "machine" || v == "user" {
 		return "", nil
 	}
 	p, err := netip.ParsePrefix(v)
 	if err != nil || !p.Addr().Is4() {
-		return "", fmt.Errorf("%s=%q is not an IPv4 subnet in CIDR form (e.g. 10.0.2.0/24)", from, v)
+		return "", fmt.Errorf("%s=%q is neither \"machine\", \"user\" nor an IPv4 subnet in CIDR form (e.g. 10.0.2.0/24)", from, v)
 	}
 	if p.Bits() > 28 {
 		return "", fmt.Errorf("%s=%q is too small: the user network needs at least a /28 (the guest is its .15)", from, v)

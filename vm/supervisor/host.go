@@ -20,6 +20,7 @@ import (
 	"github.com/machinetop/machinetop/vm/internal/atomicfile"
 	"github.com/machinetop/machinetop/vm/kit"
 	"github.com/machinetop/machinetop/vm/layout"
+	"github.com/machinetop/machinetop/vm/netd"
 )
 
 // bootInfo is what a supervisor chose for a boot, kept in the run
@@ -84,10 +85,14 @@ func kitSource(feat driver.Features, cfg *vm.Config) (kit.Source, error) {
 // and closed once the backend has started.
 type bootFiles struct {
 	kernel, initramfs, console, disk, image, config *os.File
+	// network is the connection to the machine network and mac the
+	// machine's interface address on it (Features.MachineNet).
+	network *os.File
+	mac     string
 }
 
 func (f *bootFiles) close() {
-	for _, x := range []*os.File{f.kernel, f.initramfs, f.console, f.disk, f.image, f.config} {
+	for _, x := range []*os.File{f.kernel, f.initramfs, f.console, f.disk, f.image, f.config, f.network} {
 		if x != nil {
 			x.Close()
 		}
@@ -252,4 +257,27 @@ func (s *supervisor) loadBootInfo() bootInfo {
 	var bi bootInfo
 	atomicfile.ReadJSON(s.run.Boot(), &bi)
 	return bi
+}
+
+// joinNetwork connects the machine to the data directory's machine
+// network (starting the network's process when none runs), with the
+// machine's address (allocated now for a machine that has none); the
+// connection goes to the backend.
+func (s *supervisor) joinNetwork(ctx context.Context, f *bootFiles) error {
+	id, err := s.m.EnsureNetwork(s.cfg)
+	if err != nil {
+		return err
+	}
+	nd, err := s.m.Data.Net()
+	if err != nil {
+		return err
+	}
+	h := netd.Hello{Name: s.cfg.Name, IP: id.IP, MAC: id.MAC}
+	conn, err := netd.Connect(ctx, nd.Socket(), h, s.m.StartNetwork)
+	if err != nil {
+		return fmt.Errorf("%w (see %s)", err, s.m.Data.NetworkLog())
+	}
+	f.network, f.mac = conn, id.MAC
+	s.log.Info("joined the machine network", "ip", id.IP, "mac", id.MAC)
+	return nil
 }

@@ -228,6 +228,7 @@ func (s *supervisor) spec(f *bootFiles) *driver.Spec {
 			sp.Disks = append(sp.Disks, driver.Disk{File: f.image, Serial: proto.ImageSerial, ReadOnly: true})
 		}
 		sp.Disks = append(sp.Disks, driver.Disk{File: f.config, Serial: proto.ConfigSerial, ReadOnly: true})
+		sp.Network, sp.MAC = f.network, f.mac
 	}
 	return sp
 }
@@ -263,6 +264,12 @@ func (s *supervisor) boot(ctx context.Context) error {
 	}
 	if err := s.openBootFiles(&files, k); err != nil {
 		return err
+	}
+	if s.feat.MachineNet {
+		s.stage("joining the machine network")
+		if err := s.joinNetwork(ctx, &files); err != nil {
+			return err
+		}
 	}
 	s.bootInfo = bi
 	s.saveBootInfo(bi)

@@ -43,17 +43,19 @@ const mib = 1 << 20
 
 // Features describes the vz backend: virtio-fs shares, VMs that end with their supervisor, a traditional balloon (no free
 // page reporting), a virtio socket for the agent, arm64 guests on Apple
-// silicon, and guest addresses from the framework's NAT by DHCP. It cannot
+// silicon, and the machine network (vm/netd, through a file-handle
+// attachment; the guest gets its address by DHCP). It cannot
 // hide a directory inside a share (HideState false): the framework serves
 // shares itself, in a process machinetop cannot put in a namespace, so
 // machinetop's data directory must lie outside every share (its macOS
 // default does; the supervisor refuses a share that contains it).
 func Features() driver.Features {
 	return driver.Features{
-		ShareFS: driver.ShareVirtiofs,
-		Balloon: true,
-		Vsock:   true,
-		Archs:   []string{"arm64"},
+		ShareFS:    driver.ShareVirtiofs,
+		Balloon:    true,
+		Vsock:      true,
+		MachineNet: true,
+		Archs:      []string{"arm64"},
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/machinetop/machinetop/guest/proto"
 	"github.com/machinetop/machinetop/vm/driver"
+	"github.com/machinetop/machinetop/vm/netd"
 )
 
 // MinMacOS is the oldest macOS the backend runs on: 13 (Ventura) is the
@@ -229,7 +230,7 @@ func configureKeeping(spec *driver.Spec, keep *[]*os.File) (*avf.VirtualMachineC
 	}
 	cfg.SetStorageDevicesVirtualMachineConfiguration(storage)
 
-	nic, err := networkDevice(stateDir(spec), spec.Name)
+	nic, err := networkDevice(stateDir(spec), spec, keep)
 	if err != nil {
 		return nil, err
 	}
@@ -342,19 +343,36 @@ func storageDevices(disks []driver.Disk) ([]avf.StorageDeviceConfiguration, erro
 	return devs, nil
 }
 
-// networkDevice returns a virtio-net device on the framework's NAT
-// (VZNATNetworkDeviceAttachment; the guest gets its address by DHCP) with
-// the machine's MAC address.
-func networkDevice(dir, name string) (*avf.VirtioNetworkDeviceConfiguration, error) {
-	hw, err := macAddress(dir, name)
-	if err != nil {
-		return nil, err
+// networkDevice returns a virtio-net device on the machine network when
+// the spec has a connection to it (see machineNetwork), else on the
+// framework's NAT (VZNATNetworkDeviceAttachment); the guest gets its
+// address by DHCP either way. Its MAC address is spec.MAC on the machine
+// network, else the machine's own (macAddress).
+func networkDevice(dir string, spec *driver.Spec, keep *[]*os.File) (*avf.VirtioNetworkDeviceConfiguration, error) {
+	var att avf.NetworkDeviceAttachment
+	var hw net.HardwareAddr
+	if spec.Network != nil {
+		var err error
+		if hw, err = net.ParseMAC(spec.MAC); err != nil {
+			return nil, fmt.Errorf("vz: MAC address %q: %w", spec.MAC, err)
+		}
+		a, err := machineNetwork(spec.Network, keep)
+		if err != nil {
+			return nil, err
+		}
+		att = a
+	} else {
+		var err error
+		if hw, err = macAddress(dir, spec.Name); err != nil {
+			return nil, err
+		}
+		nat, err := avf.NewNATNetworkDeviceAttachment()
+		if err != nil {
+			return nil, fmt.Errorf("vz: NAT network: %w", err)
+		}
+		att = nat
 	}
-	nat, err := avf.NewNATNetworkDeviceAttachment()
-	if err != nil {
-		return nil, fmt.Errorf("vz: NAT network: %w", err)
-	}
-	nic, err := avf.NewVirtioNetworkDeviceConfiguration(nat)
+	nic, err := avf.NewVirtioNetworkDeviceConfiguration(att)
 	if err != nil {
 		return nil, fmt.Errorf("vz: network device: %w", err)
 	}
@@ -364,6 +382,45 @@ func networkDevice(dir, name string) (*avf.VirtioNetworkDeviceConfiguration, err
 	}
 	nic.SetMACAddress(mac)
 	return nic, nil
+}
+
+// machineNetwork attaches the VM to the machine network as vfkit does: the
+// framework's file-handle attachment takes one end of a datagram
+// socketpair (one Ethernet frame per datagram), and RelayDatagrams copies
+// the frames between the other end and network, the connection to the
+// machine network (duplicated, since the supervisor closes the spec's
+// files after Start). The socketpair's buffers are made large (1 MiB to
+// send, 4 MiB to receive, vfkit's figures) so bursts are not dropped.
+// The files go to keep: closing them when the VM has stopped ends the
+// relay.
+func machineNetwork(network *os.File, keep *[]*os.File) (avf.NetworkDeviceAttachment, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_DGRAM, 0)
+	if err != nil {
+		return nil, fmt.Errorf("vz: machine network socketpair: %w", err)
+	}
+	for _, fd := range fds {
+		syscall.CloseOnExec(fd)
+		syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_SNDBUF, 1<<20)
+		syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4<<20)
+	}
+	vmEnd := os.NewFile(uintptr(fds[0]), "machine network (VM)")
+	syscall.SetNonblock(fds[1], true)
+	relayEnd := os.NewFile(uintptr(fds[1]), "machine network (relay)")
+	*keep = append(*keep, vmEnd, relayEnd)
+	nfd, err := syscall.Dup(int(network.Fd()))
+	if err != nil {
+		return nil, fmt.Errorf("vz: machine network: %w", err)
+	}
+	syscall.CloseOnExec(nfd)
+	syscall.SetNonblock(nfd, true)
+	stream := os.NewFile(uintptr(nfd), "machine network")
+	*keep = append(*keep, stream)
+	att, err := avf.NewFileHandleNetworkDeviceAttachment(vmEnd)
+	if err != nil {
+		return nil, fmt.Errorf("vz: machine network attachment: %w", err)
+	}
+	go netd.RelayDatagrams(relayEnd, stream)
+	return att, nil
 }
 
 // consoleDevice returns a virtio console port (the guest's hvc0) writing
