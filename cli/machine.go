@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/machinetop/machinetop/config"
+	"github.com/machinetop/machinetop/guest/reclaim"
 	"github.com/machinetop/machinetop/images/progress"
 	"github.com/machinetop/machinetop/vm"
 )
@@ -32,7 +33,7 @@ func newMachineCmd() *cobra.Command {
 	c.AddCommand(newCreateCmd(), newRunCmd(), newListCmd(), newInspectCmd(),
 		newStartCmd(), newStopCmd(), newRestartCmd(), newDeleteCmd(),
 		newLogsCmd(), newSetCmd(), newSetDefaultCmd(), newSSHConfigCmd(),
-		newCpCmd(), newStatsCmd())
+		newCpCmd(), newStatsCmd(), newReclaimCmd())
 	return c
 }
 
@@ -413,31 +414,35 @@ func asker(cmd *cobra.Command) func(question string) (bool, error) {
 	}
 }
 
-// setKeys are the settings `machine set` takes, for its first-argument
-// check and completion.
-var setKeys = []string{"cpus", "memory", "kernel", "home-mount", "mounts"}
-
 func newSetCmd() *cobra.Command {
 	var name string
 	c := &cobra.Command{
 		Use:   "set [NAME] KEY=VALUE...",
-		Short: "Change a machine's CPUs, memory, kernel or shared directories for its next boot",
+		Short: "Change a machine's CPUs, memory, kernel, shared directories or memory reclaim",
 		Long: "Change settings, applied at the next boot:\n" +
 			"  cpus=N            virtual CPUs\n" +
 			"  memory=SIZE       memory, e.g. 4G\n" +
 			"  kernel=PATH       kernel .deb or vmlinuz (empty for the default)\n" +
 			"  home-mount=MODE   share your home directory: rw, ro or none\n" +
 			"  mounts=LIST       shared directories, comma separated HOST[:GUEST][:ro]; replaces the list (empty for none)\n" +
+			"and, applied to a running machine at once:\n" +
+			"  memory-reclaim=MODE  give idle page cache back to the host: off, gradual (the default) or aggressive\n" +
 			"The machine is NAME, or -n NAME, or the default machine.",
 		Example: "  machinetop machine set dev cpus=4 memory=8G\n" +
-			"  machinetop machine set home-mount=ro mounts=~/src,~/data:/data:ro",
+			"  machinetop machine set home-mount=ro mounts=~/src,~/data:/data:ro\n" +
+			"  machinetop machine set dev memory-reclaim=aggressive",
 		Args: wantArgs(1, -1),
 		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
 			var out []cobra.Completion
 			if k, _, ok := strings.Cut(toComplete, "="); ok {
-				if k == "home-mount" {
+				switch k {
+				case "home-mount":
 					for _, v := range []string{vm.HomeMountRW, vm.HomeMountRO, vm.HomeMountNone} {
 						out = append(out, k+"="+v)
+					}
+				case "memory-reclaim":
+					for _, v := range reclaim.Modes {
+						out = append(out, k+"="+string(v))
 					}
 				}
 				return out, cobra.ShellCompDirectiveNoFileComp
@@ -445,7 +450,7 @@ func newSetCmd() *cobra.Command {
 			if len(args) == 0 && !cmd.Flags().Changed("name") {
 				out = machineNames(toComplete, nil)
 			}
-			for _, k := range setKeys {
+			for _, k := range vm.SetKeys {
 				if strings.HasPrefix(k, toComplete) {
 					out = append(out, k+"=")
 				}
@@ -454,7 +459,7 @@ func newSetCmd() *cobra.Command {
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if first := args[0]; !strings.Contains(first, "=") {
-				for _, k := range setKeys {
+				for _, k := range vm.SetKeys {
 					if first == k {
 						return usagef(cmd, "%q is not KEY=VALUE (e.g. cpus=2, memory=4G)", first)
 					}
@@ -483,7 +488,19 @@ func newSetCmd() *cobra.Command {
 			if err := m.Set(cfg, kv); err != nil {
 				return err
 			}
-			if mc := m.Get(cmd.Context(), cfg); mc.State != vm.StateStopped {
+			mc := m.Get(cmd.Context(), cfg)
+			if mc.State == vm.StateStopped {
+				return nil
+			}
+			others := len(kv)
+			if _, ok := kv["memory-reclaim"]; ok {
+				others--
+				if err := m.ApplyReclaim(cmd.Context(), cfg); err != nil {
+					return fmt.Errorf("memory-reclaim=%s is saved, but the running machine did not take it (it will at its next boot): %w", cfg.MemoryReclaim, err)
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "memory-reclaim=%s applies to the running machine %s now\n", cfg.MemoryReclaim, name)
+			}
+			if others > 0 {
 				fmt.Fprintf(cmd.ErrOrStderr(), "note: %s is running; the change applies after `machinetop machine restart %s`\n", name, name)
 			}
 			return nil

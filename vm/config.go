@@ -165,6 +165,11 @@ type Config struct {
 	HomeMount string `json:"homeMount,omitempty"`
 	// Mounts are further host directories shared with the machine.
 	Mounts []Mount `json:"mounts,omitempty"`
+	// MemoryReclaim is the guest's idle page-cache reclaim policy:
+	// "off", "gradual" or "aggressive" (package guest/reclaim); Load
+	// fills in "gradual" for machines made before it existed. Unlike the
+	// other settings, a change applies to a running machine at once.
+	MemoryReclaim string `json:"memoryReclaim"`
 }
 
 // UserSetup is the host user mapped into the machine.

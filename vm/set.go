@@ -6,17 +6,19 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/machinetop/machinetop/guest/reclaim"
 	"github.com/machinetop/machinetop/vm/internal/atomicfile"
 )
 
 // SetKeys are the keys Set takes, in the order help lists them.
-var SetKeys = []string{"cpus", "memory", "kernel", "home-mount", "mounts"}
+var SetKeys = []string{"cpus", "memory", "kernel", "home-mount", "mounts", "memory-reclaim"}
 
 // Set changes configuration keys of cfg's machine, applied at the next
 // boot: cpus=N, memory=SIZE, kernel=PATH (a kernel .deb or vmlinuz; empty
 // for the default kernel), home-mount=rw|ro|none, and mounts=LIST (comma
 // separated `--mount` values replacing the machine's mounts; empty for
-// none). It returns an error naming an unknown key or a bad value and
+// none); and memory-reclaim=off|gradual|aggressive, which ApplyReclaim
+// hands to a running machine at once. It returns an error naming an unknown key or a bad value and
 // changes nothing in that case; on success cfg holds the new values.
 func (m *Manager) Set(cfg *Config, kv map[string]string) error {
 	next := *cfg
@@ -86,8 +88,14 @@ func setKey(c *Config, k, v string) error {
 			}
 			c.Mounts = append(c.Mounts, mt)
 		}
+	case "memory-reclaim":
+		mode, err := reclaim.ParseMode(v)
+		if err != nil || v == "" {
+			return fmt.Errorf("memory-reclaim=%s: use off, gradual or aggressive", v)
+		}
+		c.MemoryReclaim = string(mode)
 	default:
-		return fmt.Errorf("unknown setting %q: machine set takes cpus=N, memory=SIZE, kernel=PATH, home-mount=rw|ro|none, mounts=HOST[:GUEST][:ro],...", k)
+		return fmt.Errorf("unknown setting %q: machine set takes cpus=N, memory=SIZE, kernel=PATH, home-mount=rw|ro|none, mounts=HOST[:GUEST][:ro],..., memory-reclaim=off|gradual|aggressive", k)
 	}
 	return nil
 }

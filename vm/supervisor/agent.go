@@ -41,6 +41,7 @@ func (s *supervisor) agentLoop() {
 		s.mu.Unlock()
 		s.setStatus(func(st *control.Status) { st.AgentReady, st.IP, st.Lease, st.Guest, st.Stage = true, ip, lease, g, "" })
 
+		s.pushReclaimMode(cl)
 		clockDone := make(chan struct{})
 		go s.syncClock(cl, clockDone)
 		select {
@@ -191,5 +192,20 @@ func (s *supervisor) syncClock(cl *client.Client, done <-chan struct{}) {
 			last = now
 			check()
 		}
+	}
+}
+
+// pushReclaimMode tells a newly connected agent the machine's idle
+// memory reclaim mode, read afresh from its configuration (`machine set
+// memory-reclaim=` may have changed it since the boot).
+func (s *supervisor) pushReclaimMode(cl *client.Client) {
+	mode := s.cfg.MemoryReclaim
+	if cfg, err := s.m.Load(s.cfg.Name); err == nil {
+		mode = cfg.MemoryReclaim
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := cl.Reclaim(ctx, mode, false); err != nil {
+		s.log.Warn("setting the memory reclaim mode", "mode", mode, "err", err)
 	}
 }
