@@ -34,6 +34,9 @@ func (s *supervisor) agentLoop() {
 		}
 		g := s.recordGuest(info)
 		ip, lease := s.guestNet(cl)
+		// Before the agent counts ready: a `machine set memory-reclaim=`
+		// waits for readiness, so its mode lands after this one.
+		s.pushReclaimMode(cl)
 		s.mu.Lock()
 		s.sess = sess
 		s.everReady = true
@@ -41,7 +44,6 @@ func (s *supervisor) agentLoop() {
 		s.mu.Unlock()
 		s.setStatus(func(st *control.Status) { st.AgentReady, st.IP, st.Lease, st.Guest, st.Stage = true, ip, lease, g, "" })
 
-		s.pushReclaimMode(cl)
 		clockDone := make(chan struct{})
 		go s.syncClock(cl, clockDone)
 		select {
