@@ -102,6 +102,7 @@ endif
 
 bench: test-deps build
 	tests/bench.sh
+	tests/bench-memory.sh
 
 clean:
 	rm -rf $(BIN)
