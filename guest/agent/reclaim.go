@@ -238,14 +238,19 @@ func (s *Server) reclaimCall(req *proto.ReclaimRequest) (*proto.ReclaimResult, e
 		return nil, fmt.Errorf("reclaim: %w", err)
 	}
 	res.Before = mi.GuestMem
-	if n := reclaim.OnDemand(mi.Total, mi.Cache); n > 0 {
-		a := reclaim.Action{Kind: reclaim.DropCaches}
+	switch n := reclaim.OnDemand(mi.Total, mi.Cache); {
+	case n == 0:
+	case !haveMemoryReclaim():
 		res.Method = "drop_caches"
-		if haveMemoryReclaim() {
-			a = reclaim.Action{Kind: reclaim.Reclaim, Bytes: n}
-			res.Method, res.Requested = "memory.reclaim", n
+		if err := apply(reclaim.Action{Kind: reclaim.DropCaches}); err != nil {
+			return nil, fmt.Errorf("reclaim: %w", err)
 		}
-		if err := apply(a); err != nil {
+	default:
+		res.Method = "memory.reclaim"
+		if err := reclaimDown(mi, res); err != nil {
+			return nil, fmt.Errorf("reclaim: %w", err)
+		}
+		if err := writeFile(compactMemory, "1"); err != nil {
 			return nil, fmt.Errorf("reclaim: %w", err)
 		}
 	}
@@ -254,6 +259,37 @@ func (s *Server) reclaimCall(req *proto.ReclaimRequest) (*proto.ReclaimResult, e
 	}
 	res.Millis = time.Since(t0).Milliseconds()
 	return res, nil
+}
+
+// onDemandStep bounds one write to memory.reclaim in an on-demand
+// reclaim: the kernel reclaims in batches and may overshoot a request, so
+// smaller steps, each sized from a fresh look at the cache, keep it near
+// the floor.
+const onDemandStep = 256 * reclaim.MiB
+
+// reclaimDown asks memory.reclaim for the cache above the floor in steps
+// of at most onDemandStep until none is left above it or a step frees
+// less than a quarter of its size, adding what it asked to res.Requested.
+func reclaimDown(mi meminfo, res *proto.ReclaimResult) error {
+	for range 64 {
+		n := min(reclaim.OnDemand(mi.Total, mi.Cache), onDemandStep)
+		if n == 0 {
+			return nil
+		}
+		if err := writeReclaim(n); err != nil {
+			return err
+		}
+		res.Requested += n
+		next, err := readMeminfo()
+		if err != nil {
+			return err
+		}
+		if next.Cache+n/4 > mi.Cache {
+			return nil // the rest is in use
+		}
+		mi = next
+	}
+	return nil
 }
 
 // reclaimMode is the mode in force, for metrics.
