@@ -48,6 +48,8 @@ func newReclaimCmd() *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&format, "format", "", "`FORMAT`: json")
-	c.Flags().DurationVar(&settle, "settle", 10*time.Second, "longest wait for the host memory to stop shrinking")
+	c.Flags().DurationVar(&settle, "settle", 10*time.Second, "longest wait (a `DURATION`) for the host memory to stop shrinking")
+	c.RegisterFlagCompletionFunc("format", completeWords("json\tthe figures as JSON"))
+	c.RegisterFlagCompletionFunc("settle", completeNothing)
 	return c
 }
