@@ -103,6 +103,7 @@ endif
 bench: test-deps build
 	tests/bench.sh
 	tests/bench-shares.sh
+	tests/bench-memory.sh
 
 clean:
 	rm -rf $(BIN)

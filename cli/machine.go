@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/machinetop/machinetop/config"
+	"github.com/machinetop/machinetop/guest/reclaim"
 	"github.com/machinetop/machinetop/images/progress"
 	"github.com/machinetop/machinetop/vm"
 )
@@ -32,7 +33,7 @@ func newMachineCmd() *cobra.Command {
 	c.AddCommand(newCreateCmd(), newRunCmd(), newListCmd(), newInspectCmd(),
 		newStartCmd(), newStopCmd(), newRestartCmd(), newDeleteCmd(),
 		newLogsCmd(), newSetCmd(), newSetDefaultCmd(), newSSHConfigCmd(),
-		newCpCmd(), newStatsCmd())
+		newCpCmd(), newStatsCmd(), newReclaimCmd())
 	return c
 }
 
@@ -428,7 +429,7 @@ func newSetCmd() *cobra.Command {
 	var name string
 	c := &cobra.Command{
 		Use:   "set [NAME] KEY=VALUE...",
-		Short: "Change a machine's CPUs, memory, kernel, shared directories or ports for its next boot",
+		Short: "Change a machine's CPUs, memory, kernel, shared directories, ports or memory reclaim",
 		Long: "Change settings, applied at the next boot:\n" +
 			"  cpus=N            virtual CPUs\n" +
 			"  memory=SIZE       memory, e.g. 4G\n" +
@@ -437,10 +438,13 @@ func newSetCmd() *cobra.Command {
 			"  mounts=LIST       shared directories, comma separated HOST[:GUEST][:ro]; replaces the list (empty for none)\n" +
 			"  publish=LIST      published ports, comma separated [HOST_IP:]HOST_PORT:GUEST_PORT; replaces the list (empty for none)\n" +
 			"  port-forwarding=on|off  forward the ports the machine listens on to this host's loopback automatically\n" +
+			"and, applied to a running machine at once:\n" +
+			"  memory-reclaim=MODE  give idle page cache back to the host: off, gradual (the default) or aggressive\n" +
 			"The machine is NAME, or -n NAME, or the default machine.",
 		Example: "  machinetop machine set dev cpus=4 memory=8G\n" +
 			"  machinetop machine set home-mount=ro mounts=~/src,~/data:/data:ro\n" +
-			"  machinetop machine set dev publish=127.0.0.1:18080:80 port-forwarding=off",
+			"  machinetop machine set dev publish=127.0.0.1:18080:80 port-forwarding=off\n" +
+			"  machinetop machine set dev memory-reclaim=aggressive",
 		Args: wantArgs(1, -1),
 		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
 			var out []cobra.Completion
@@ -452,6 +456,10 @@ func newSetCmd() *cobra.Command {
 					}
 				case "port-forwarding":
 					out = append(out, k+"="+vm.PortForwardingOn, k+"="+vm.PortForwardingOff)
+				case "memory-reclaim":
+					for _, v := range reclaim.Modes {
+						out = append(out, k+"="+string(v))
+					}
 				}
 				return out, cobra.ShellCompDirectiveNoFileComp
 			}
@@ -496,7 +504,19 @@ func newSetCmd() *cobra.Command {
 			if err := m.Set(cfg, kv); err != nil {
 				return err
 			}
-			if mc := m.Get(cmd.Context(), cfg); mc.State != vm.StateStopped {
+			mc := m.Get(cmd.Context(), cfg)
+			if mc.State == vm.StateStopped {
+				return nil
+			}
+			others := len(kv)
+			if _, ok := kv["memory-reclaim"]; ok {
+				others--
+				if err := m.ApplyReclaim(cmd.Context(), cfg); err != nil {
+					return fmt.Errorf("memory-reclaim=%s is saved, but the running machine did not take it (it will at its next boot): %w", cfg.MemoryReclaim, err)
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "memory-reclaim=%s applies to the running machine %s now\n", cfg.MemoryReclaim, name)
+			}
+			if others > 0 {
 				fmt.Fprintf(cmd.ErrOrStderr(), "note: %s is running; the change applies after `machinetop machine restart %s`\n", name, name)
 			}
 			return nil

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -28,11 +26,14 @@ type MachineStats struct {
 	// CPUPercent is the guest's CPU use since the agent's previous sample.
 	CPUPercent float64 `json:"cpuPercent"`
 	CPUs       int     `json:"cpus"`
-	// MemUsed is memory in use in the guest (total less available) and
-	// MemTotal the guest's total; HostRSS is the resident memory of the
-	// VM process on the host (0 where the host does not say).
+	// MemUsed is memory in use in the guest (total less available),
+	// MemTotal the guest's total and MemCache its page cache (the part
+	// reclaim can give back: `machine reclaim`); HostRSS is the memory the
+	// machine holds on the host (vm.HostHeld: the VM process's resident
+	// memory; 0 where the host does not say).
 	MemUsed  uint64 `json:"memUsed"`
 	MemTotal uint64 `json:"memTotal"`
+	MemCache uint64 `json:"memCache"`
 	HostRSS  uint64 `json:"hostRss"`
 	// DiskUsed is used space on the guest's root filesystem, DiskSize its
 	// size, and DiskAllocated the host blocks the sparse disk file holds.
@@ -56,12 +57,12 @@ func newStatsCmd() *cobra.Command {
 		Use:   "stats [flags] [NAME...]",
 		Short: "Show running machines' CPU, memory, disk and network use",
 		Long: "Show the resource use of the named machines, or of every running machine, as `docker stats`\n" +
-			"does: CPU % (100% is one CPU), memory used in the guest / its total and the memory the VM\n" +
-			"process holds on the host, the guest's root filesystem used / the host space its disk file\n" +
+			"does: CPU % (100% is one CPU), memory used in the guest / its total, its page cache (what\n" +
+			"`machine reclaim` can give back) and the memory the VM holds on the host, the guest's root filesystem used / the host space its disk file\n" +
 			"takes, and network bytes received / sent since boot. On a terminal it refreshes every 2s until\n" +
 			"Ctrl-C; with --no-stream, or when the output is not a terminal, it prints one sample.\n" +
 			"Templates (--format) see the fields of MachineStats: Name, CPUPercent, CPUs, MemUsed,\n" +
-			"MemTotal, HostRSS, DiskUsed, DiskSize, DiskAllocated, NetRx, NetTx, Error.",
+			"MemTotal, MemCache, HostRSS, DiskUsed, DiskSize, DiskAllocated, NetRx, NetTx, Error.",
 		Example: "  machinetop machine stats\n" +
 			"  machinetop machine stats --no-stream dev\n" +
 			"  machinetop machine stats --no-stream --format '{{.Name}} {{.CPUPercent}} {{.HostRSS | size}}'",
@@ -154,11 +155,7 @@ func sampleStats(ctx context.Context, m *vm.Manager, cfgs []*vm.Config) ([]Machi
 		wg.Go(func() {
 			mc := &ms[i]
 			r := MachineStats{Name: mc.Name, DiskAllocated: mc.DiskAllocated}
-			pid := mc.VMPID
-			if pid == 0 {
-				pid = mc.SupervisorPID // vz: the VM runs in the supervisor
-			}
-			r.HostRSS = processRSS(pid)
+			r.HostRSS = vm.HostHeld(mc.HeldPID())
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
 			met, err := m.Agent(&mc.Config).Metrics(cctx)
@@ -166,7 +163,7 @@ func sampleStats(ctx context.Context, m *vm.Manager, cfgs []*vm.Config) ([]Machi
 				r.Error = err.Error()
 			} else {
 				r.CPUPercent, r.CPUs = met.CPUPercent, met.NumCPU
-				r.MemUsed, r.MemTotal = met.MemUsed, met.MemTotal
+				r.MemUsed, r.MemTotal, r.MemCache = met.MemUsed, met.MemTotal, met.MemCache
 				r.DiskUsed, r.DiskSize = met.DiskUsed, met.DiskTotal
 				r.NetRx, r.NetTx = met.NetRxBytes, met.NetTxBytes
 			}
@@ -177,32 +174,9 @@ func sampleStats(ctx context.Context, m *vm.Manager, cfgs []*vm.Config) ([]Machi
 	return rows, nil
 }
 
-// processRSS returns the resident set size of process pid in bytes, from
-// VmRSS in /proc/PID/status (proc(5)); 0 when it cannot be read (no
-// /proc, as on macOS, or the process ended).
-func processRSS(pid int) uint64 {
-	if pid <= 0 {
-		return 0
-	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(v)
-			if len(f) > 0 {
-				kb, _ := strconv.ParseUint(f[0], 10, 64)
-				return kb * 1024
-			}
-		}
-	}
-	return 0
-}
-
 func writeStatsTable(w io.Writer, rows []MachineStats) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tCPU %\tMEM USED / TOTAL\tHOST MEM\tDISK USED / ALLOCATED\tNET RX / TX")
+	fmt.Fprintln(tw, "NAME\tCPU %\tMEM USED / TOTAL\tCACHE\tHOST HELD\tDISK USED / ALLOCATED\tNET RX / TX")
 	dash := func(n uint64) string {
 		if n == 0 {
 			return "-"
@@ -211,11 +185,11 @@ func writeStatsTable(w io.Writer, rows []MachineStats) {
 	}
 	for _, r := range rows {
 		if r.Error != "" {
-			fmt.Fprintf(tw, "%s\t-\t-\t%s\t- / %s\t-\t(%s)\n", r.Name, dash(r.HostRSS), dash(r.DiskAllocated), r.Error)
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t%s\t- / %s\t-\t(%s)\n", r.Name, dash(r.HostRSS), dash(r.DiskAllocated), r.Error)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%.1f%%\t%s / %s\t%s\t%s / %s\t%s / %s\n", r.Name, r.CPUPercent,
-			vm.FormatSize(r.MemUsed), vm.FormatSize(r.MemTotal), dash(r.HostRSS),
+		fmt.Fprintf(tw, "%s\t%.1f%%\t%s / %s\t%s\t%s\t%s / %s\t%s / %s\n", r.Name, r.CPUPercent,
+			vm.FormatSize(r.MemUsed), vm.FormatSize(r.MemTotal), vm.FormatSize(r.MemCache), dash(r.HostRSS),
 			vm.FormatSize(r.DiskUsed), vm.FormatSize(r.DiskAllocated),
 			vm.FormatSize(r.NetRx), vm.FormatSize(r.NetTx))
 	}

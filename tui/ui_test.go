@@ -40,7 +40,7 @@ func row(name, state string, cpus int, mem uint64, def bool) source.Row {
 		r.IP = "10.0.2.15"
 		r.Started = now.Add(-(3*time.Hour + 12*time.Minute))
 		r.Accelerator = "tcg"
-		r.Metrics = &proto.Metrics{MemUsed: 93 * vm.MiB, MemTotal: mem, CPUPercent: 12, DiskUsed: 40 * vm.MiB, DiskTotal: vm.GiB}
+		r.Metrics = &proto.Metrics{MemUsed: 93 * vm.MiB, MemCache: 60 * vm.MiB, MemTotal: mem, CPUPercent: 12, DiskUsed: 40 * vm.MiB, DiskTotal: vm.GiB, ReclaimMode: "gradual"}
 		r.HostRSS = 180 * vm.MiB
 	}
 	return r
@@ -551,5 +551,53 @@ func TestBuildFormStartsABuild(t *testing.T) {
 	}
 	if s := plain(m); !strings.Contains(s, "build app:dev finished") {
 		t.Errorf("no status after the build:\n%s", s)
+	}
+}
+
+func TestReclaimKey(t *testing.T) {
+	f := fake(t)
+	m := newModel(t, f, 120, 24)
+	s := plain(m)
+	for _, want := range []string{"CACHE", "HELD", "93M/512M", "60M", "180M"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("machines view lacks %q:\n%s", want, s)
+		}
+	}
+	if !strings.Contains(s, "R reclaim") {
+		t.Errorf("footer lacks the reclaim key:\n%s", s)
+	}
+	press(t, m, "R")
+	if got := f.Calls; len(got) != 1 || got[0] != "reclaim bb" {
+		t.Fatalf("calls = %v", got)
+	}
+	if s := plain(m); !strings.Contains(s, "bb: host-held 180M → 120M (guest used 93M, cache 60M → 0B)") {
+		t.Errorf("no reclaim result in the status line:\n%s", s)
+	}
+	run(t, m, m.Fetch())
+	if r, _ := m.Machines().Row("bb"); r.HostRSS != 120*vm.MiB || r.Metrics.MemCache != 0 {
+		t.Errorf("after reclaim: held %d, cache %d", r.HostRSS, r.Metrics.MemCache)
+	}
+
+	// The detail view shows the three side by side and has the key too.
+	press(t, m, "j", "enter")
+	s = plain(m)
+	for _, want := range []string{"guest used 93M", "cache (reclaimable) 60M", "host held 180M", "reclaim gradual"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("detail view lacks %q:\n%s", want, s)
+		}
+	}
+	press(t, m, "R")
+	if got := f.Calls; len(got) != 2 || got[1] != "reclaim deb" {
+		t.Fatalf("calls = %v", got)
+	}
+	if m.ActiveView() != keys.Detail {
+		t.Errorf("active view %s after R in the detail view", m.ActiveView())
+	}
+	if s := plain(m); !strings.Contains(s, "deb: host-held 180M → 120M") {
+		t.Errorf("no reclaim result from the detail view:\n%s", s)
+	}
+	press(t, m, "?")
+	if s := plain(m); !strings.Contains(s, "return idle page cache to the host now") {
+		t.Errorf("help lacks reclaim:\n%s", s)
 	}
 }

@@ -176,6 +176,11 @@ type Config struct {
 	// at create (or, for a machine made before the network existed, at
 	// its first boot on it: EnsureNetwork) and kept for its life.
 	Network *NetIdentity `json:"network,omitempty"`
+	// MemoryReclaim is the guest's idle page-cache reclaim policy:
+	// "off", "gradual" or "aggressive" (package guest/reclaim); Load
+	// fills in "gradual" for machines made before it existed. Unlike the
+	// other settings, a change applies to a running machine at once.
+	MemoryReclaim string `json:"memoryReclaim"`
 }
 
 // UserSetup is the host user mapped into the machine.

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/machinetop/machinetop/guest/reclaim"
 	"github.com/machinetop/machinetop/vm/internal/atomicfile"
 	"github.com/machinetop/machinetop/vm/layout"
 )
@@ -152,6 +153,7 @@ func newConfig(opts CreateOptions) (*Config, error) {
 		return nil, err
 	}
 	cfg.User = u
+	cfg.MemoryReclaim = string(reclaim.DefaultMode)
 	cfg.HomeMount = opts.HomeMount
 	if cfg.HomeMount == "" {
 		cfg.HomeMount = HomeMountRW

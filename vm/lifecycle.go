@@ -381,3 +381,35 @@ func (m *Manager) Agent(cfg *Config) *client.Client {
 		return c, err
 	})
 }
+
+// ApplyReclaim hands cfg's MemoryReclaim mode to its running machine's
+// agent, so a `machine set memory-reclaim=` applies without a restart (a
+// stopped machine gets it at its next boot). It returns an error wrapping
+// ErrNotRunning for a stopped machine.
+func (m *Manager) ApplyReclaim(ctx context.Context, cfg *Config) error {
+	_, err := m.Agent(cfg).Reclaim(ctx, cfg.MemoryReclaim, false)
+	return err
+}
+
+// Reclaim asks cfg's running machine to give back its page cache above
+// the floor now and returns the host memory it held before and after
+// (waiting until that settled, at most settle; 0 means 10 s) with what
+// the guest did. It returns an error wrapping ErrNotRunning for a stopped
+// machine.
+func (m *Manager) Reclaim(ctx context.Context, cfg *Config, settle time.Duration) (*control.ReclaimReport, error) {
+	run, err := m.run(cfg)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := control.Call(ctx, run.Control(), control.Request{Op: control.OpReclaim, Timeout: settle})
+	if errors.Is(err, ErrNotRunning) {
+		return nil, fmt.Errorf("machine %s is not running: start it with `machinetop machine start %s`: %w", cfg.Name, cfg.Name, ErrNotRunning)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if resp.Reclaim == nil {
+		return nil, fmt.Errorf("machine %s: the supervisor answered a reclaim without figures (an older machinetop? restart the machine)", cfg.Name)
+	}
+	return resp.Reclaim, nil
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/gofrs/flock"
 	"github.com/shirou/gopsutil/v4/mem"
 
+	"github.com/machinetop/machinetop/guest/reclaim"
 	"github.com/machinetop/machinetop/vm/control"
 	"github.com/machinetop/machinetop/vm/driver"
 	"github.com/machinetop/machinetop/vm/internal/atomicfile"
@@ -247,6 +248,9 @@ func (m *Manager) Load(name string) (*Config, error) {
 	}
 	if c.Name != name || c.ID == "" {
 		return nil, fmt.Errorf("machine %s: %w: %s names machine %q with ID %q; delete it with `machinetop machine rm %s`", name, ErrBroken, m.Dir(name).Config(), c.Name, c.ID, name)
+	}
+	if c.MemoryReclaim == "" {
+		c.MemoryReclaim = string(reclaim.DefaultMode)
 	}
 	return &c, nil
 }

@@ -6,19 +6,21 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/machinetop/machinetop/guest/reclaim"
 	"github.com/machinetop/machinetop/vm/internal/atomicfile"
 )
 
 // SetKeys are the keys Set takes, in the order help lists them.
-var SetKeys = []string{"cpus", "memory", "kernel", "home-mount", "mounts", "publish", "port-forwarding"}
+var SetKeys = []string{"cpus", "memory", "kernel", "home-mount", "mounts", "publish", "port-forwarding", "memory-reclaim"}
 
 // Set changes configuration keys of cfg's machine, applied at the next
 // boot: cpus=N, memory=SIZE, kernel=PATH (a kernel .deb or vmlinuz; empty
 // for the default kernel), home-mount=rw|ro|none, and mounts=LIST (comma
 // separated `--mount` values replacing the machine's mounts; empty for
 // none), publish=LIST (comma separated `--publish` values replacing the
-// machine's published ports; empty for none) and port-forwarding=on|off.
-// It returns an error naming an unknown key or a bad value and
+// machine's published ports; empty for none), port-forwarding=on|off;
+// and memory-reclaim=off|gradual|aggressive, which ApplyReclaim hands to
+// a running machine at once. It returns an error naming an unknown key or a bad value and
 // changes nothing in that case; on success cfg holds the new values.
 func (m *Manager) Set(cfg *Config, kv map[string]string) error {
 	next := *cfg
@@ -119,8 +121,14 @@ func setKey(c *Config, k, v string) error {
 			return fmt.Errorf("port-forwarding=%s: use on or off", v)
 		}
 		c.PortForwarding = v
+	case "memory-reclaim":
+		mode, err := reclaim.ParseMode(v)
+		if err != nil || v == "" {
+			return fmt.Errorf("memory-reclaim=%s: use off, gradual or aggressive", v)
+		}
+		c.MemoryReclaim = string(mode)
 	default:
-		return fmt.Errorf("unknown setting %q: machine set takes cpus=N, memory=SIZE, kernel=PATH, home-mount=rw|ro|none, mounts=HOST[:GUEST][:ro],..., publish=[HOST_IP:]HOST_PORT:GUEST_PORT,..., port-forwarding=on|off", k)
+		return fmt.Errorf("unknown setting %q: machine set takes cpus=N, memory=SIZE, kernel=PATH, home-mount=rw|ro|none, mounts=HOST[:GUEST][:ro],..., publish=[HOST_IP:]HOST_PORT:GUEST_PORT,..., port-forwarding=on|off, memory-reclaim=off|gradual|aggressive", k)
 	}
 	return nil
 }

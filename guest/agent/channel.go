@@ -30,12 +30,15 @@ const portPoll = 200 * time.Millisecond
 // Run serves the host on every channel the guest has until ctx ends: the
 // virtio-serial port named proto.PortName (QEMU) and, when the kernel has
 // vsock, the vsock port proto.VsockPort (vz). Meanwhile it renews the
-// guest's DHCP lease. A nil s means a new Server. It returns ctx's error.
+// guest's DHCP lease and runs the idle memory reclaim policy (package
+// guest/reclaim; the host sets its mode with OpReclaim). A nil s means a
+// new Server. It returns ctx's error.
 func Run(ctx context.Context, s *Server) error {
 	if s == nil {
 		s = new(Server)
 	}
 	go keepLease(ctx)
+	go s.runReclaim(ctx)
 	go func() {
 		if err := s.ServeVsock(ctx, proto.VsockPort); err != nil {
 			log.Printf("vsock: %v (not serving vsock)", err)

@@ -94,18 +94,17 @@ func (s *Server) cpuPercent() (float64, int, error) {
 	return busy / dt * 100 * float64(cur.ncpu), cur.ncpu, nil
 }
 
-// metrics samples memory (/proc/meminfo), CPU (/proc/stat), the root
+// metrics samples memory (/proc/meminfo; the reclaim mode in force), CPU (/proc/stat), the root
 // filesystem (statfs(2) of /), load (/proc/loadavg) and uptime
 // (/proc/uptime); formats per proc(5).
 func (s *Server) metrics() (*proto.Metrics, error) {
 	m := &proto.Metrics{}
-	mem, err := readKV("/proc/meminfo")
+	mem, err := readMeminfo()
 	if err != nil {
 		return nil, err
 	}
-	m.MemTotal = mem["MemTotal"] * 1024
-	m.MemAvailable = mem["MemAvailable"] * 1024
-	m.MemUsed = m.MemTotal - min(m.MemAvailable, m.MemTotal)
+	m.MemTotal, m.MemAvailable, m.MemUsed, m.MemCache = mem.Total, mem.Available, mem.Used, mem.Cache
+	m.ReclaimMode = s.reclaimMode()
 
 	if m.CPUPercent, m.NumCPU, err = s.cpuPercent(); err != nil {
 		return nil, err

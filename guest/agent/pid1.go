@@ -60,7 +60,8 @@ func (r *reaper) reap() {
 }
 
 // RunPID1 runs the agent as the guest's PID 1 when the image has no init:
-// it mounts /dev/pts, /dev/shm and /run if they are not mounted, reaps
+// it mounts /dev/pts, /dev/shm, /run and cgroup2 on /sys/fs/cgroup if they
+// are not mounted, reaps
 // zombies on SIGCHLD, powers off on SIGTERM, SIGUSR2 or SIGPWR, reboots on
 // SIGINT (which the kernel sends for ctrl-alt-del once reboot(2) was told
 // LINUX_REBOOT_CMD_CAD_OFF), and serves the agent channels (see Run). It
@@ -71,6 +72,8 @@ func RunPID1() {
 	if err := mounts.Run(); err != nil {
 		log.Printf("/run: %v", err)
 	}
+	// cgroup v2, as systemd mounts it: the idle reclaim's memory.reclaim.
+	mountIfMissing("cgroup2", CgroupRoot, "cgroup2", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC|unix.MS_RELATIME, "")
 	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF); err != nil {
 		log.Printf("disabling ctrl-alt-del: %v", err)
 	}

@@ -53,6 +53,9 @@ type Server struct {
 
 	cpuMu   sync.Mutex
 	lastCPU *cpuSample
+
+	reclaimOnce sync.Once
+	reclaim     *reclaimer
 }
 
 // Serve serves every stream the host opens on session with a new Server
@@ -152,6 +155,15 @@ func (s *Server) answer(req *proto.Request) proto.Response {
 			return proto.Response{Error: err.Error()}
 		}
 		return proto.Response{Addresses: addrs, Lease: currentLease()}
+	case proto.OpReclaim:
+		if req.Reclaim == nil {
+			return proto.Response{Error: "reclaim: missing reclaim arguments"}
+		}
+		res, err := s.reclaimCall(req.Reclaim)
+		if err != nil {
+			return proto.Response{Error: err.Error()}
+		}
+		return proto.Response{Reclaim: res}
 	case proto.OpTime:
 		return proto.Response{UnixNano: time.Now().UnixNano()}
 	case proto.OpSetTime:

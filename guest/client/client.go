@@ -180,3 +180,18 @@ func (c *Client) Time(ctx context.Context) (time.Time, error) {
 	}
 	return time.Unix(0, resp.UnixNano), nil
 }
+
+// Reclaim sets the guest's idle memory reclaim mode (mode "off", "gradual"
+// or "aggressive"; "" leaves it) and, with now, reclaims the guest's page
+// cache above its floor at once. An agent too old to know OpReclaim
+// answers with an "unknown operation" error.
+func (c *Client) Reclaim(ctx context.Context, mode string, now bool) (*proto.ReclaimResult, error) {
+	resp, err := c.call(ctx, proto.Request{Op: proto.OpReclaim, Reclaim: &proto.ReclaimRequest{Mode: mode, Now: now}})
+	if err != nil {
+		return nil, err
+	}
+	if resp.Reclaim == nil {
+		return nil, errors.New("agent reclaim: empty answer")
+	}
+	return resp.Reclaim, nil
+}

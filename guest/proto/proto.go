@@ -67,16 +67,18 @@ const (
 	OpCopyOut  Op = "copyout"  // Request.Copy; Response.Copy, then tar frames to the host
 	OpPorts    Op = "ports"    // Listeners lines from the guest until the host closes the stream
 	OpDial     Op = "dial"     // Request.Dial; a Response line, then the connection's bytes
+	OpReclaim  Op = "reclaim"  // Request.Reclaim: set the reclaim mode and/or reclaim now; Response.Reclaim
 )
 
 // Request is the first line written on every stream.
 type Request struct {
-	Op       Op            `json:"op"`
-	Exec     *ExecRequest  `json:"exec,omitempty"`
-	Shutdown *ShutdownArgs `json:"shutdown,omitempty"`
-	UnixNano int64         `json:"unixNano,omitempty"`
-	Copy     *CopyRequest  `json:"copy,omitempty"`
-	Dial     *DialRequest  `json:"dial,omitempty"`
+	Op       Op              `json:"op"`
+	Exec     *ExecRequest    `json:"exec,omitempty"`
+	Shutdown *ShutdownArgs   `json:"shutdown,omitempty"`
+	UnixNano int64           `json:"unixNano,omitempty"`
+	Copy     *CopyRequest    `json:"copy,omitempty"`
+	Dial     *DialRequest    `json:"dial,omitempty"`
+	Reclaim  *ReclaimRequest `json:"reclaim,omitempty"`
 }
 
 // DialRequest is OpDial: the agent connects to a TCP port inside the
@@ -114,6 +116,39 @@ type Listener struct {
 	Port int `json:"port"`
 	// IPv6 is true for an AF_INET6 socket (which may take IPv4 too).
 	IPv6 bool `json:"ipv6,omitempty"`
+}
+
+// ReclaimRequest is OpReclaim's argument: Mode, when set, becomes the
+// agent's idle reclaim policy ("off", "gradual" or "aggressive", package
+// guest/reclaim) from now on; Now reclaims the page cache above the floor
+// at once (`machine reclaim`), then compacts memory.
+type ReclaimRequest struct {
+	Mode string `json:"mode,omitempty"`
+	Now  bool   `json:"now,omitempty"`
+}
+
+// ReclaimResult answers OpReclaim: the mode in force and, for Now, the
+// guest's memory before and after, and how it reclaimed.
+type ReclaimResult struct {
+	Mode string `json:"mode"`
+	// Method is "memory.reclaim" (cgroup v2 on the root cgroup),
+	// "drop_caches" (the kernel has no memory.reclaim) or "" (nothing was
+	// above the floor, or Now was false).
+	Method string `json:"method,omitempty"`
+	// Requested is the bytes asked of memory.reclaim.
+	Requested uint64   `json:"requested,omitempty"`
+	Before    GuestMem `json:"before"`
+	After     GuestMem `json:"after"`
+	Millis    int64    `json:"millis"`
+}
+
+// GuestMem is the guest's memory at one moment, bytes (/proc/meminfo).
+type GuestMem struct {
+	// Used is MemTotal less MemAvailable.
+	Used uint64 `json:"used"`
+	// Cache is the file-backed page cache, Active(file) + Inactive(file):
+	// what reclaim can give back without swap.
+	Cache uint64 `json:"cache"`
 }
 
 // CopyRequest is the guest side of a `machine cp`. The archive is a tar
@@ -219,6 +254,8 @@ type Response struct {
 	UnixNano int64 `json:"unixNano,omitempty"`
 	// Copy answers OpCopyOut.
 	Copy *CopyInfo `json:"copy,omitempty"`
+	// Reclaim answers OpReclaim.
+	Reclaim *ReclaimResult `json:"reclaim,omitempty"`
 }
 
 // Info describes the agent and the guest it runs in.
@@ -253,15 +290,22 @@ type Info struct {
 // previous sample taken by the agent (the first call, and one over 10 s
 // after the previous, measures over 200 ms).
 type Metrics struct {
-	MemTotal     uint64     `json:"memTotal"`
-	MemUsed      uint64     `json:"memUsed"`
-	MemAvailable uint64     `json:"memAvailable"`
-	CPUPercent   float64    `json:"cpuPercent"`
-	NumCPU       int        `json:"numCPU"`
-	DiskTotal    uint64     `json:"diskTotal"` // root filesystem
-	DiskUsed     uint64     `json:"diskUsed"`
-	Load         [3]float64 `json:"load"`
-	UptimeSec    float64    `json:"uptimeSec"` // seconds since guest boot
+	MemTotal     uint64 `json:"memTotal"`
+	MemUsed      uint64 `json:"memUsed"`
+	MemAvailable uint64 `json:"memAvailable"`
+	// MemCache is the file-backed page cache (Active(file) +
+	// Inactive(file)): memory the guest does not need and reclaim can
+	// return to the host. MemAvailable counts most of it as available,
+	// so it is mostly outside MemUsed.
+	MemCache uint64 `json:"memCache"`
+	// ReclaimMode is the agent's idle reclaim policy in force.
+	ReclaimMode string     `json:"reclaimMode,omitempty"`
+	CPUPercent  float64    `json:"cpuPercent"`
+	NumCPU      int        `json:"numCPU"`
+	DiskTotal   uint64     `json:"diskTotal"` // root filesystem
+	DiskUsed    uint64     `json:"diskUsed"`
+	Load        [3]float64 `json:"load"`
+	UptimeSec   float64    `json:"uptimeSec"` // seconds since guest boot
 
 	// Network totals since boot over every interface but loopback
 	// (/proc/net/dev), bytes.

@@ -67,6 +67,7 @@ const (
 	VerbStart   Verb = "start"
 	VerbStop    Verb = "stop"
 	VerbRestart Verb = "restart"
+	VerbReclaim Verb = "reclaim"
 )
 
 // ActionMsg asks the machines view to run Verb on machine Machine, with

@@ -119,7 +119,7 @@ func (m *Model) ShortHelp() []key.Binding {
 	if m.tab == TabPorts {
 		return k.Short(k.NextTab, k.OpenPort, k.CopyPort, k.Back, k.Start, k.Stop, k.Restart)
 	}
-	return k.Short(k.NextTab, k.FocusShell, k.Attach, k.Back, k.Start, k.Stop, k.Restart)
+	return k.Short(k.NextTab, k.FocusShell, k.Attach, k.Back, k.Start, k.Stop, k.Restart, k.Reclaim)
 }
 
 // FullHelp implements common.Component.
@@ -325,6 +325,8 @@ func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 		return common.Act(m.name, common.VerbStop)
 	case key.Matches(msg, k.Restart):
 		return common.Act(m.name, common.VerbRestart)
+	case key.Matches(msg, k.Reclaim):
+		return common.Act(m.name, common.VerbReclaim)
 	}
 	if m.tab == TabConsole {
 		if used, cmd := m.console.Update(msg, k); used {

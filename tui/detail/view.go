@@ -6,6 +6,7 @@ import (
 
 	"github.com/machinetop/machinetop/theme"
 	"github.com/machinetop/machinetop/tui/common"
+	"github.com/machinetop/machinetop/tui/source"
 	"github.com/machinetop/machinetop/tui/sparkline"
 	"github.com/machinetop/machinetop/vm"
 )
@@ -39,6 +40,26 @@ func spark(th *theme.Theme, label string, vals []float64, top float64, value str
 	return th.Muted.Render(common.Pad(label, lw)) + " " + th.Accent.Render(sparkline.Render(vals, sw, top)) + " " + common.PadLeft(value, vw)
 }
 
+// MemoryLine renders where the machine's memory is, side by side: what
+// the guest uses, its page cache (what reclaim can give back), what its VM
+// holds on the host, and the reclaim mode.
+func MemoryLine(th *theme.Theme, r source.Row) string {
+	kv := func(k, v string) string { return th.Muted.Render(k+" ") + th.Text.Render(v) }
+	used, cache, mode := "-", "-", "-"
+	if mt := r.Metrics; mt != nil {
+		used, cache = common.FormatBytes(mt.MemUsed), common.FormatBytes(mt.MemCache)
+		if mt.ReclaimMode != "" {
+			mode = mt.ReclaimMode
+		}
+	}
+	held := "-"
+	if r.HostRSS > 0 {
+		held = common.FormatBytes(r.HostRSS)
+	}
+	sep := th.Muted.Render(" · ")
+	return strings.Join([]string{kv("guest used", used), kv("cache (reclaimable)", cache), kv("host held", held), kv("reclaim", mode)}, sep)
+}
+
 // View renders the view.
 func (m *Model) View() string {
 	th := m.ctx.Theme
@@ -68,6 +89,7 @@ func (m *Model) View() string {
 		sb.WriteString(th.Muted.Render("CPU ") + cpuVal + th.Muted.Render("  mem ") + memVal + "\n")
 		sb.WriteString(th.Muted.Render("held ") + common.FormatBytes(r.HostRSS) + th.Muted.Render("  disk ") + diskVal + "\n")
 	}
+	sb.WriteString(MemoryLine(th, r) + "\n")
 	var tabs []string
 	for i, t := range TabNames {
 		if i == m.tab {

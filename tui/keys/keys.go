@@ -35,7 +35,7 @@ type Map struct {
 	Up, Down, Top, Bottom, Filter, Open key.Binding
 	// Machines: sorting (shift+letter) and actions
 	SortName, SortImage, SortCPUs, SortMem, SortDisk, SortState, SortUptime key.Binding
-	Start, Stop, Restart, Delete, Create, SetDefault                        key.Binding
+	Start, Stop, Restart, Reclaim, Delete, Create, SetDefault               key.Binding
 	// Detail
 	NextTab, PrevTab, FocusShell, Attach key.Binding
 	// Detail: the Ports tab
@@ -87,6 +87,7 @@ func Default() *Map {
 	m.Start = bind("start the machine", "start", "s")
 	m.Stop = bind("stop the machine", "stop", "x")
 	m.Restart = bind("restart the machine", "restart", "r")
+	m.Reclaim = bind("return idle page cache to the host now", "reclaim", "R")
 	m.Delete = bind("delete the machine (asks y/N)", "delete", "d")
 	m.Create = bind("create a machine (form)", "create", "c")
 	m.SetDefault = bind("make it the default machine", "default", "S")
@@ -155,10 +156,10 @@ func (m *Map) Sections(v View) []Section {
 	case Machines:
 		out = append(out,
 			Section{Machines, "Machines", append(list, m.Filter, m.Open)},
-			Section{Machines, "Machine actions", []key.Binding{m.Start, m.Stop, m.Restart, m.Delete, m.Create, m.SetDefault}},
+			Section{Machines, "Machine actions", []key.Binding{m.Start, m.Stop, m.Restart, m.Reclaim, m.Delete, m.Create, m.SetDefault}},
 			Section{Machines, "Sort", []key.Binding{m.SortName, m.SortImage, m.SortCPUs, m.SortMem, m.SortDisk, m.SortState, m.SortUptime}})
 	case Detail:
-		out = append(out, Section{Detail, "Machine detail", []key.Binding{m.NextTab, m.PrevTab, m.FocusShell, m.Attach, m.Start, m.Stop, m.Restart}},
+		out = append(out, Section{Detail, "Machine detail", []key.Binding{m.NextTab, m.PrevTab, m.FocusShell, m.Attach, m.Start, m.Stop, m.Restart, m.Reclaim}},
 			Section{Log, "Console log tab", logs},
 			Section{Detail, "Ports tab", []key.Binding{m.Up, m.Down, m.OpenPort, m.CopyPort}})
 	case Shell:

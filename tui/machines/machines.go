@@ -38,6 +38,8 @@ type ActionDoneMsg struct {
 	Name, Verb string
 	Err        error
 	Took       time.Duration
+	// Result, when set, is the status line to show instead of "done".
+	Result string
 }
 
 type spinMsg struct{}
@@ -121,7 +123,7 @@ func (m *Model) Cursor() (int, int, bool) { return 0, 0, false }
 // ShortHelp implements common.Component.
 func (m *Model) ShortHelp() []key.Binding {
 	k := m.ctx.Keys
-	return k.Short(k.Open, k.Start, k.Stop, k.Restart, k.Delete, k.Create, k.SetDefault, k.Filter)
+	return k.Short(k.Open, k.Start, k.Stop, k.Restart, k.Reclaim, k.Delete, k.Create, k.SetDefault, k.Filter)
 }
 
 // FullHelp implements common.Component.
@@ -225,6 +227,9 @@ func (m *Model) Update(msg tea.Msg) tea.Cmd {
 		refresh := func() tea.Msg { return common.RefreshMsg{} }
 		if msg.Err != nil {
 			return tea.Batch(refresh, common.Status(common.StatusMsg{Err: fmt.Errorf("%s %s: %w", msg.Verb, msg.Name, msg.Err)}))
+		}
+		if msg.Result != "" {
+			return tea.Batch(refresh, common.Status(common.Statusf("%s", msg.Result)))
 		}
 		return tea.Batch(refresh, common.Status(common.Statusf("%s %s: done in %s", msg.Verb, msg.Name, msg.Took.Round(100*time.Millisecond))))
 	case spinMsg:
@@ -366,11 +371,19 @@ func (m *Model) openCreateForm() {
 // shows, and the Source call.
 var verbs = map[common.Verb]struct {
 	progress string
-	run      func(src source.Source, ctx context.Context, name string) error
+	run      func(src source.Source, ctx context.Context, name string) (string, error)
 }{
-	common.VerbStart:   {"starting", source.Source.Start},
-	common.VerbStop:    {"stopping", source.Source.Stop},
-	common.VerbRestart: {"restarting", source.Source.Restart},
+	common.VerbStart:   {"starting", quiet(source.Source.Start)},
+	common.VerbStop:    {"stopping", quiet(source.Source.Stop)},
+	common.VerbRestart: {"restarting", quiet(source.Source.Restart)},
+	common.VerbReclaim: {"reclaiming", source.Source.Reclaim},
+}
+
+// quiet adapts an action without a result line to verbs' run.
+func quiet(f func(source.Source, context.Context, string) error) func(source.Source, context.Context, string) (string, error) {
+	return func(src source.Source, ctx context.Context, name string) (string, error) {
+		return "", f(src, ctx, name)
+	}
 }
 
 // verbOf returns the verb bound to msg.
@@ -383,6 +396,8 @@ func (m *Model) verbOf(msg tea.KeyPressMsg) (common.Verb, bool) {
 		return common.VerbStop, true
 	case key.Matches(msg, k.Restart):
 		return common.VerbRestart, true
+	case key.Matches(msg, k.Reclaim):
+		return common.VerbReclaim, true
 	}
 	return "", false
 }
@@ -394,19 +409,25 @@ func (m *Model) do(name string, v common.Verb) tea.Cmd {
 		return common.Status(common.StatusMsg{Err: fmt.Errorf("%s %s: no such machine action", v, name)})
 	}
 	src := m.ctx.Src
-	return m.act(name, string(v), a.progress, func(ctx context.Context) error { return a.run(src, ctx, name) })
+	return m.actResult(name, string(v), a.progress, func(ctx context.Context) (string, error) { return a.run(src, ctx, name) })
 }
 
 // act runs fn for machine name in a Cmd, marking the row busy with
 // progress (no spinner when progress is "").
 func (m *Model) act(name, verb, progress string, fn func(context.Context) error) tea.Cmd {
+	return m.actResult(name, verb, progress, func(ctx context.Context) (string, error) { return "", fn(ctx) })
+}
+
+// actResult is act for an fn whose string, when not empty, is the status
+// line shown once it is done.
+func (m *Model) actResult(name, verb, progress string, fn func(context.Context) (string, error)) tea.Cmd {
 	if b := m.busy[name]; b != "" {
 		return common.Status(common.StatusMsg{Err: fmt.Errorf("%s is busy %s", name, b)})
 	}
 	run := func() tea.Msg {
 		start := time.Now()
-		err := fn(context.Background())
-		return ActionDoneMsg{Name: name, Verb: verb, Err: err, Took: time.Since(start)}
+		res, err := fn(context.Background())
+		return ActionDoneMsg{Name: name, Verb: verb, Err: err, Took: time.Since(start), Result: res}
 	}
 	if progress == "" {
 		return run

@@ -15,17 +15,21 @@ import (
 )
 
 // Columns of the machines table; Drop says which go first on narrow
-// terminals.
+// terminals. MEM is the guest's used memory of its total, CACHE its page
+// cache (what reclaim can give back), HELD the memory its VM holds on the
+// host.
 var Columns = []table.Column{
 	{Title: "NAME", Min: 6, Max: 24},
-	{Title: "IMAGE", Min: 8, Max: 28, Drop: 5},
-	{Title: "IP", Min: 9, Max: 15, Drop: 3},
-	{Title: "CPUS", Min: 4, Right: true, Drop: 4},
+	{Title: "IMAGE", Min: 8, Max: 28, Drop: 7},
+	{Title: "IP", Min: 9, Max: 15, Drop: 5},
+	{Title: "CPUS", Min: 4, Right: true, Drop: 6},
 	{Title: "MEM", Min: 9, Right: true, Drop: 1},
-	{Title: "DISK", Min: 5, Right: true, Drop: 2},
+	{Title: "CACHE", Min: 5, Right: true, Drop: 3},
+	{Title: "HELD", Min: 5, Right: true, Drop: 2},
+	{Title: "DISK", Min: 5, Right: true, Drop: 4},
 	{Title: "STATE", Min: 8},
-	{Title: "UPTIME", Min: 6, Right: true, Drop: 6},
-	{Title: "PORTS", Min: 5, Max: 24, Drop: 7},
+	{Title: "UPTIME", Min: 6, Right: true, Drop: 8},
+	{Title: "PORTS", Min: 5, Max: 24, Drop: 9},
 }
 
 // HostLine renders the host facts: CPUs, host memory, memory held by the
@@ -72,6 +76,13 @@ func Cells(th *theme.Theme, r source.Row, busy string, spin int, now time.Time) 
 	if r.Metrics != nil {
 		mem = common.FormatBytes(r.Metrics.MemUsed) + "/" + common.FormatBytes(r.MemoryBytes)
 	}
+	cache, held := "-", "-"
+	if r.Metrics != nil {
+		cache = common.FormatBytes(r.Metrics.MemCache)
+	}
+	if r.HostRSS > 0 {
+		held = common.FormatBytes(r.HostRSS)
+	}
 	disk := common.FormatBytes(diskUsed(r))
 	up := "-"
 	if r.State == "running" && !r.Started.IsZero() {
@@ -95,6 +106,8 @@ func Cells(th *theme.Theme, r source.Row, busy string, spin int, now time.Time) 
 		{Text: ip},
 		{Text: fmt.Sprint(r.CPUs)},
 		{Text: mem},
+		{Text: cache, Style: &th.Muted},
+		{Text: held},
 		{Text: disk},
 		{Text: state, Style: &st},
 		{Text: up, Style: &th.Muted},

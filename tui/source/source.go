@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/shirou/gopsutil/v4/mem"
-	"github.com/shirou/gopsutil/v4/process"
 
 	"github.com/machinetop/machinetop/app"
 	"github.com/machinetop/machinetop/guest/client"
@@ -34,8 +33,8 @@ type Row struct {
 	// running or its agent did not answer (MetricsErr says why).
 	Metrics    *proto.Metrics
 	MetricsErr string
-	// HostRSS is the resident memory of the machine's VM process on the
-	// host, bytes; 0 when not running.
+	// HostRSS is the memory the machine holds on the host (vm.HostHeld:
+	// its VM process's resident memory), bytes; 0 when not running.
 	HostRSS uint64
 }
 
@@ -44,8 +43,8 @@ type Host struct {
 	CPUs int
 	// MemUsed and MemTotal are the host's RAM in use and in total, bytes.
 	MemUsed, MemTotal uint64
-	// Held is the memory held by all machines: the sum of their VM
-	// processes' resident memory, bytes.
+	// Held is the memory held by all machines: the sum of their
+	// HostRSS, bytes.
 	Held uint64
 	// Accel is the accelerator of the running machines ("kvm" or "tcg"),
 	// "" when none runs.
@@ -70,6 +69,10 @@ type Source interface {
 	Start(ctx context.Context, name string) error
 	Stop(ctx context.Context, name string) error
 	Restart(ctx context.Context, name string) error
+	// Reclaim gives the running machine's idle page cache back to the
+	// host now (vm.Manager.Reclaim) and returns the line that says what
+	// came back (vm.ReclaimSummary).
+	Reclaim(ctx context.Context, name string) (string, error)
 	Delete(ctx context.Context, name string) error
 	SetDefault(name string) error
 	// Create makes a machine and boots it.
@@ -163,7 +166,7 @@ func (l *Live) Snapshot(ctx context.Context) Snapshot {
 		wg.Add(1)
 		go func(r *Row) {
 			defer wg.Done()
-			r.HostRSS = rss(r.VMPID)
+			r.HostRSS = vm.HostHeld(r.HeldPID())
 			cl := l.App.Machines.Agent(&r.Config)
 			mctx, cancel := context.WithTimeout(ctx, metricsTimeout)
 			defer cancel()
@@ -180,22 +183,6 @@ func (l *Live) Snapshot(ctx context.Context) Snapshot {
 		s.Host.Held += r.HostRSS
 	}
 	return s
-}
-
-// rss returns the resident memory of pid in bytes, 0 if unknown.
-func rss(pid int) uint64 {
-	if pid <= 0 {
-		return 0
-	}
-	p, err := process.NewProcess(int32(pid))
-	if err != nil {
-		return 0
-	}
-	mi, err := p.MemoryInfo()
-	if err != nil {
-		return 0
-	}
-	return mi.RSS
 }
 
 // machine loads the machine name and calls fn with it.
@@ -220,6 +207,20 @@ func (l *Live) Stop(ctx context.Context, name string) error {
 // Restart implements Source with vm.DefaultStopTimeout.
 func (l *Live) Restart(ctx context.Context, name string) error {
 	return l.machine(name, func(m *vm.Manager, c *vm.Config) error { return m.Restart(ctx, c, vm.DefaultStopTimeout) })
+}
+
+// Reclaim implements Source, waiting at most 10 s for the host memory to
+// settle.
+func (l *Live) Reclaim(ctx context.Context, name string) (string, error) {
+	var line string
+	err := l.machine(name, func(m *vm.Manager, c *vm.Config) error {
+		rep, err := m.Reclaim(ctx, c, 0)
+		if err == nil {
+			line = vm.ReclaimSummary(name, rep)
+		}
+		return err
+	})
+	return line, err
 }
 
 // Delete implements Source.

@@ -41,21 +41,43 @@ const (
 	// OpStop powers the guest off (the VM is killed after
 	// Request.Timeout) and answers once the VM has exited.
 	OpStop Op = "stop"
+	// OpReclaim asks the guest to give back its page cache above the
+	// floor now, waits (at most Request.Timeout, default 10 s) until the
+	// memory the VM holds on the host stops shrinking, and answers with
+	// Response.Reclaim.
+	OpReclaim Op = "reclaim"
 )
 
 // Request is one control request line.
 type Request struct {
 	Op Op `json:"op"`
-	// Timeout bounds OpAgent (waiting for the agent) and OpStop (waiting
-	// for the guest to power off before killing it), nanoseconds; zero
-	// means the operation's default.
+	// Timeout bounds OpAgent (waiting for the agent), OpStop (waiting
+	// for the guest to power off before killing it) and OpReclaim (waiting
+	// for the host memory to settle), nanoseconds; zero means the
+	// operation's default.
 	Timeout time.Duration `json:"timeout,omitempty"`
 }
 
 // Response is one control response line. Error is nil on success.
 type Response struct {
-	Error  *Error  `json:"error,omitempty"`
-	Status *Status `json:"status,omitempty"`
+	Error   *Error         `json:"error,omitempty"`
+	Status  *Status        `json:"status,omitempty"`
+	Reclaim *ReclaimReport `json:"reclaim,omitempty"`
+}
+
+// ReclaimReport answers OpReclaim.
+type ReclaimReport struct {
+	// HostBefore and HostAfter are the host memory the machine held
+	// before the reclaim and once it had settled, bytes: the VM process's
+	// resident set (QEMU), or the supervisor's where the VM runs inside
+	// it (vz; see vm.HostHeld for what that misses).
+	HostBefore uint64 `json:"hostBefore"`
+	HostAfter  uint64 `json:"hostAfter"`
+	// Guest is what the agent did and the guest's memory before and
+	// after.
+	Guest *proto.ReclaimResult `json:"guest"`
+	// Millis is how long the whole reclaim took, settling included.
+	Millis int64 `json:"millis"`
 }
 
 // Machine states, as Status.State and `machine ls` show them.

@@ -443,10 +443,33 @@ func netdev(spec *driver.Spec, subnet string) string {
 	return n
 }
 
+// DefaultTBSizeMiB caps TCG's translation cache (QEMU's -accel
+// tcg,tb-size=, MiB). QEMU's own default reserves 1 GiB for it, and an
+// idle guest's translated code fills a few hundred MiB of host memory that
+// the guest never uses; a full cache is flushed and translation starts
+// over, which costs nothing measurable at this size (tests/bench-memory.sh
+// prints both figures).
+const DefaultTBSizeMiB = 128
+
+// tbSizeMiB is the translation cache cap: $MACHINETOP_TCG_TB_SIZE (MiB; 0
+// means QEMU's default), else DefaultTBSizeMiB.
+func tbSizeMiB() int {
+	if v := os.Getenv("MACHINETOP_TCG_TB_SIZE"); v != "" {
+		if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+			return n
+		}
+	}
+	return DefaultTBSizeMiB
+}
+
 func accelOpt(accel string) string {
 	if accel == "tcg" {
 		// One host thread per vCPU; the default on x86 hosts anyway.
-		return "tcg,thread=multi"
+		opt := "tcg,thread=multi"
+		if n := tbSizeMiB(); n > 0 {
+			opt += ",tb-size=" + strconv.Itoa(n)
+		}
+		return opt
 	}
 	return accel
 }

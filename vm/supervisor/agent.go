@@ -34,6 +34,9 @@ func (s *supervisor) agentLoop() {
 		}
 		g := s.recordGuest(info)
 		ip, lease := s.guestNet(cl)
+		// Before the agent counts ready: a `machine set memory-reclaim=`
+		// waits for readiness, so its mode lands after this one.
+		s.pushReclaimMode(cl)
 		s.mu.Lock()
 		s.sess = sess
 		s.everReady = true
@@ -194,5 +197,20 @@ func (s *supervisor) syncClock(cl *client.Client, done <-chan struct{}) {
 			last = now
 			check()
 		}
+	}
+}
+
+// pushReclaimMode tells a newly connected agent the machine's idle
+// memory reclaim mode, read afresh from its configuration (`machine set
+// memory-reclaim=` may have changed it since the boot).
+func (s *supervisor) pushReclaimMode(cl *client.Client) {
+	mode := s.cfg.MemoryReclaim
+	if cfg, err := s.m.Load(s.cfg.Name); err == nil {
+		mode = cfg.MemoryReclaim
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := cl.Reclaim(ctx, mode, false); err != nil {
+		s.log.Warn("setting the memory reclaim mode", "mode", mode, "err", err)
 	}
 }

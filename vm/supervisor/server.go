@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -16,7 +17,10 @@ import (
 // Defaults for requests that carry no timeout.
 const (
 	defaultAgentWait = 5 * time.Minute
-	requestReadLimit = 10 * time.Second
+	// defaultReclaimSettle bounds how long a reclaim waits for the host
+	// memory to settle.
+	defaultReclaimSettle = 10 * time.Second
+	requestReadLimit     = 10 * time.Second
 )
 
 func (s *supervisor) serve(ln net.Listener) {
@@ -49,6 +53,8 @@ func (s *supervisor) handle(c net.Conn) {
 		s.handleAgent(c, req)
 	case control.OpStop:
 		s.handleStop(c, req)
+	case control.OpReclaim:
+		s.handleReclaim(c, req)
 	default:
 		control.WriteResponse(c, control.Response{Error: control.Errorf(control.CodeBadRequest, "unknown op %q", req.Op)})
 	}
@@ -194,4 +200,52 @@ func (s *supervisor) handleStop(c net.Conn, req control.Request) {
 		}
 	}
 	control.WriteResponse(c, control.Response{})
+}
+
+// heldPID is the host process holding the VM's memory: QEMU's, or the
+// supervisor's own where the VM runs inside it (vz).
+func (s *supervisor) heldPID() int {
+	if s.inst != nil && s.inst.PID() > 0 {
+		return s.inst.PID()
+	}
+	return os.Getpid()
+}
+
+// handleReclaim asks the agent to reclaim now, waits for the host memory
+// the VM holds to settle (at most req.Timeout) and answers with the
+// figures before and after.
+func (s *supervisor) handleReclaim(c net.Conn, req control.Request) {
+	s.mu.Lock()
+	sess, st := s.sess, s.st.State
+	s.mu.Unlock()
+	if sess == nil {
+		code, msg := control.CodeAgentTimeout, "the agent in %s is not ready; try again once the machine has started"
+		if st == control.StateStopped || st == control.StateStopping {
+			code, msg = control.CodeNotRunning, "machine %s is not running"
+		}
+		control.WriteResponse(c, control.Response{Error: control.Errorf(code, msg, s.cfg.Name)})
+		return
+	}
+	settle := req.Timeout
+	if settle <= 0 {
+		settle = defaultReclaimSettle
+	}
+	t0 := time.Now()
+	pid := s.heldPID()
+	rep := &control.ReclaimReport{HostBefore: vm.HostHeld(pid)}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	res, err := client.FromSession(sess).Reclaim(ctx, "", true)
+	cancel()
+	if err != nil {
+		control.WriteResponse(c, control.Response{Error: control.Errorf(control.CodeInternal, "reclaim in %s: %v", s.cfg.Name, err)})
+		return
+	}
+	rep.Guest = res
+	ctx, cancel = context.WithTimeout(context.Background(), settle)
+	rep.HostAfter = vm.SettleHeld(ctx, pid)
+	cancel()
+	rep.Millis = time.Since(t0).Milliseconds()
+	s.log.Info("reclaimed", "method", res.Method, "host_before", rep.HostBefore, "host_after", rep.HostAfter,
+		"cache_before", res.Before.Cache, "cache_after", res.After.Cache)
+	control.WriteResponse(c, control.Response{Reclaim: rep})
 }

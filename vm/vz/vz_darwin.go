@@ -248,6 +248,14 @@ func configureKeeping(spec *driver.Spec, keep *[]*os.File) (*avf.VirtualMachineC
 	}
 	cfg.SetEntropyDevicesVirtualMachineConfiguration([]*avf.VirtioEntropyDeviceConfiguration{entropy})
 
+	// The traditional balloon is attached, but machinetop never inflates
+	// it (SetTargetVirtualMachineMemorySize): inflating the VZ balloon was
+	// measured elsewhere to free nothing on the host, and the framework
+	// has no free page reporting. The guest agent's idle reclaim (package
+	// guest/reclaim) still trims the page cache, which keeps the guest from
+	// touching new host memory; whether macOS takes back the pages it frees
+	// is up to macOS, and `machine reclaim` reports the supervisor's
+	// footprint before and after as it is.
 	balloon, err := avf.NewVirtioTraditionalMemoryBalloonDeviceConfiguration()
 	if err != nil {
 		return nil, fmt.Errorf("vz: memory balloon: %w", err)

@@ -15,10 +15,12 @@ import (
 	"time"
 
 	"github.com/machinetop/machinetop/guest/client"
+	"github.com/machinetop/machinetop/guest/proto"
 	"github.com/machinetop/machinetop/images"
 	"github.com/machinetop/machinetop/images/progress"
 	"github.com/machinetop/machinetop/tui/source"
 	"github.com/machinetop/machinetop/vm"
+	"github.com/machinetop/machinetop/vm/control"
 	"github.com/machinetop/machinetop/vm/layout"
 )
 
@@ -91,6 +93,28 @@ func (f *Fake) Stop(ctx context.Context, name string) error {
 
 // Restart implements Source.
 func (f *Fake) Restart(ctx context.Context, name string) error { return f.record("restart " + name) }
+
+// Reclaim implements Source: it records "reclaim NAME" and, unless Err
+// is set, moves the row's page cache out of its host-held memory and
+// returns a line as the live source does.
+func (f *Fake) Reclaim(ctx context.Context, name string) (string, error) {
+	if err := f.record("reclaim " + name); err != nil {
+		return "", err
+	}
+	var line string
+	f.set(name, func(r *source.Row) {
+		if r.Metrics == nil {
+			return
+		}
+		mt := *r.Metrics
+		rep := &control.ReclaimReport{HostBefore: r.HostRSS, HostAfter: r.HostRSS - min(mt.MemCache, r.HostRSS),
+			Guest: &proto.ReclaimResult{Before: proto.GuestMem{Used: mt.MemUsed, Cache: mt.MemCache}, After: proto.GuestMem{Used: mt.MemUsed}}}
+		mt.MemCache = 0
+		r.Metrics, r.HostRSS = &mt, rep.HostAfter
+		line = vm.ReclaimSummary(name, rep)
+	})
+	return line, nil
+}
 
 // Delete implements Source.
 func (f *Fake) Delete(ctx context.Context, name string) error {
