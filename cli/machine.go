@@ -415,19 +415,20 @@ func asker(cmd *cobra.Command) func(question string) (bool, error) {
 
 // setKeys are the settings `machine set` takes, for its first-argument
 // check and completion.
-var setKeys = []string{"cpus", "memory", "kernel", "home-mount", "mounts"}
+var setKeys = vm.SetKeys
 
 func newSetCmd() *cobra.Command {
 	var name string
 	c := &cobra.Command{
 		Use:   "set [NAME] KEY=VALUE...",
-		Short: "Change a machine's CPUs, memory, kernel or shared directories for its next boot",
+		Short: "Change a machine's CPUs, memory, kernel, shared directories or file events for its next boot",
 		Long: "Change settings, applied at the next boot:\n" +
 			"  cpus=N            virtual CPUs\n" +
 			"  memory=SIZE       memory, e.g. 4G\n" +
 			"  kernel=PATH       kernel .deb or vmlinuz (empty for the default)\n" +
 			"  home-mount=MODE   share your home directory: rw, ro or none\n" +
 			"  mounts=LIST       shared directories, comma separated HOST[:GUEST][:ro]; replaces the list (empty for none)\n" +
+			"  file-events=on|off  host edits in shared directories wake inotify watchers in the machine (default on)\n" +
 			"The machine is NAME, or -n NAME, or the default machine.",
 		Example: "  machinetop machine set dev cpus=4 memory=8G\n" +
 			"  machinetop machine set home-mount=ro mounts=~/src,~/data:/data:ro",
@@ -435,10 +436,9 @@ func newSetCmd() *cobra.Command {
 		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
 			var out []cobra.Completion
 			if k, _, ok := strings.Cut(toComplete, "="); ok {
-				if k == "home-mount" {
-					for _, v := range []string{vm.HomeMountRW, vm.HomeMountRO, vm.HomeMountNone} {
-						out = append(out, k+"="+v)
-					}
+				vals := map[string][]string{"home-mount": {vm.HomeMountRW, vm.HomeMountRO, vm.HomeMountNone}, "file-events": {vm.FileEventsOn, vm.FileEventsOff}}
+				for _, v := range vals[k] {
+					out = append(out, k+"="+v)
 				}
 				return out, cobra.ShellCompDirectiveNoFileComp
 			}

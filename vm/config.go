@@ -165,7 +165,21 @@ type Config struct {
 	HomeMount string `json:"homeMount,omitempty"`
 	// Mounts are further host directories shared with the machine.
 	Mounts []Mount `json:"mounts,omitempty"`
+	// FileEvents is FileEventsOff to stop host changes in shared
+	// directories from reaching inotify watchers in the machine (see
+	// vm/supervisor/fswatch and guest/fsreplay); FileEventsOn or "" (the
+	// default) bridges them.
+	FileEvents string `json:"fileEvents,omitempty"`
 }
+
+// Values of Config.FileEvents (`machine set NAME file-events=on|off`).
+const (
+	FileEventsOn  = "on"
+	FileEventsOff = "off"
+)
+
+// FileEventsEnabled reports whether host file events reach the machine.
+func (c *Config) FileEventsEnabled() bool { return c.FileEvents != FileEventsOff }
 
 // UserSetup is the host user mapped into the machine.
 type UserSetup struct {

@@ -10,13 +10,14 @@ import (
 )
 
 // SetKeys are the keys Set takes, in the order help lists them.
-var SetKeys = []string{"cpus", "memory", "kernel", "home-mount", "mounts"}
+var SetKeys = []string{"cpus", "memory", "kernel", "home-mount", "mounts", "file-events"}
 
 // Set changes configuration keys of cfg's machine, applied at the next
 // boot: cpus=N, memory=SIZE, kernel=PATH (a kernel .deb or vmlinuz; empty
 // for the default kernel), home-mount=rw|ro|none, and mounts=LIST (comma
 // separated `--mount` values replacing the machine's mounts; empty for
-// none). It returns an error naming an unknown key or a bad value and
+// none), and file-events=on|off (whether host changes in shared
+// directories reach inotify watchers in the machine). It returns an error naming an unknown key or a bad value and
 // changes nothing in that case; on success cfg holds the new values.
 func (m *Manager) Set(cfg *Config, kv map[string]string) error {
 	next := *cfg
@@ -86,8 +87,13 @@ func setKey(c *Config, k, v string) error {
 			}
 			c.Mounts = append(c.Mounts, mt)
 		}
+	case "file-events":
+		if v != FileEventsOn && v != FileEventsOff {
+			return fmt.Errorf("file-events=%s: use on or off", v)
+		}
+		c.FileEvents = v
 	default:
-		return fmt.Errorf("unknown setting %q: machine set takes cpus=N, memory=SIZE, kernel=PATH, home-mount=rw|ro|none, mounts=HOST[:GUEST][:ro],...", k)
+		return fmt.Errorf("unknown setting %q: machine set takes cpus=N, memory=SIZE, kernel=PATH, home-mount=rw|ro|none, mounts=HOST[:GUEST][:ro],..., file-events=on|off", k)
 	}
 	return nil
 }

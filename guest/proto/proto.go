@@ -62,6 +62,10 @@ const (
 	OpTime     Op = "time"     // Response.UnixNano: read the guest clock
 	OpCopyIn   Op = "copyin"   // Request.Copy; tar frames from the host follow (see CopyRequest)
 	OpCopyOut  Op = "copyout"  // Request.Copy; Response.Copy, then tar frames to the host
+	// OpFileEvents: Request.FileEvents; the guest answers a Response line
+	// (Error when it cannot replay), then the host sends FrameFileEvents
+	// frames until it closes the stream.
+	OpFileEvents Op = "fileevents"
 )
 
 // Request is the first line written on every stream.
@@ -71,6 +75,42 @@ type Request struct {
 	Shutdown *ShutdownArgs `json:"shutdown,omitempty"`
 	UnixNano int64         `json:"unixNano,omitempty"`
 	Copy     *CopyRequest  `json:"copy,omitempty"`
+	// FileEvents opens the host's file-event stream (OpFileEvents).
+	FileEvents *FileEventsRequest `json:"fileEvents,omitempty"`
+}
+
+// FileEventsRequest opens the stream of host file changes in shared
+// directories, which the guest replays on the mounts so that inotify
+// watchers in the guest see them (package guest/fsreplay says which
+// inotify events each change produces).
+type FileEventsRequest struct {
+	// Mounts are the guest mount points (absolute) of the shares the
+	// host watches; FileEvent.Mount indexes them.
+	Mounts []string `json:"mounts"`
+}
+
+// FileEvent kinds.
+const (
+	FileChanged = "changed" // the path exists: created, written, replaced, renamed to, chmod
+	FileRemoved = "removed" // the path was deleted or renamed away
+)
+
+// FileEvent is one logical host change; a FrameFileEvents frame carries
+// a JSON array of them, in the order the host saw them.
+type FileEvent struct {
+	// Mount indexes FileEventsRequest.Mounts.
+	Mount int `json:"m"`
+	// Path is slash-separated and relative to the mount, without "." or
+	// ".." elements.
+	Path string `json:"p"`
+	// Kind is FileChanged or FileRemoved.
+	Kind string `json:"k"`
+	// Dir is true when the path is (changed) or was (removed) a
+	// directory.
+	Dir bool `json:"d,omitempty"`
+	// UnixNano is when the host's window of events for it closed (host
+	// clock), for latency figures.
+	UnixNano int64 `json:"t,omitempty"`
 }
 
 // CopyRequest is the guest side of a `machine cp`. The archive is a tar
@@ -275,6 +315,9 @@ const (
 	FrameData FrameType = 8 // archive bytes
 	FrameEnd  FrameType = 9 // JSON CopyEnd; the last frame of an archive
 )
+
+// FrameFileEvents (host→guest, OpFileEvents) carries a JSON []FileEvent.
+const FrameFileEvents FrameType = 10
 
 // MaxFrame is the largest payload a Frame may carry (bytes).
 const MaxFrame = 1 << 20

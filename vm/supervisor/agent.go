@@ -41,14 +41,15 @@ func (s *supervisor) agentLoop() {
 		s.mu.Unlock()
 		s.setStatus(func(st *control.Status) { st.AgentReady, st.IP, st.Lease, st.Guest, st.Stage = true, ip, lease, g, "" })
 
-		clockDone := make(chan struct{})
-		go s.syncClock(cl, clockDone)
+		sessDone := make(chan struct{})
+		go s.syncClock(cl, sessDone)
+		go s.bridgeFileEvents(cl, sessDone)
 		select {
 		case <-sess.CloseChan():
 			s.log.Info("agent channel closed; reconnecting")
 		case <-s.done:
 		}
-		close(clockDone)
+		close(sessDone)
 		s.mu.Lock()
 		s.sess = nil
 		s.readyCh = make(chan struct{})
