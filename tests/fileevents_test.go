@@ -104,7 +104,7 @@ type expect struct {
 // stepResult is what one watcher saw for one step.
 type stepResult struct {
 	events  []string
-	latency time.Duration // to the first event; -1 when none came
+	latency time.Duration // to the first event on an expected path; -1 when none came
 	missing []string      // expected paths without their final event
 }
 
@@ -117,12 +117,16 @@ func collect(w *guestWatcher, from int, t0 time.Time, exp []expect, inotify bool
 		r := stepResult{latency: -1}
 		done := map[string]bool{}
 		for _, l := range lines {
-			if r.latency < 0 {
-				r.latency = l.at.Sub(t0)
-			}
 			r.events = append(r.events, l.text)
+			p := watcherLinePath(l.text, inotify)
 			for _, x := range exp {
-				if watcherLinePath(l.text, inotify) == x.path && hasWord(l.text, map[bool]string{true: x.inotifyFinal, false: x.fsnotifyOp}[inotify]) {
+				if p != x.path {
+					continue
+				}
+				if r.latency < 0 {
+					r.latency = l.at.Sub(t0)
+				}
+				if hasWord(l.text, map[bool]string{true: x.inotifyFinal, false: x.fsnotifyOp}[inotify]) {
 					done[x.path] = true
 				}
 			}
@@ -233,6 +237,7 @@ func TestFileEvents(t *testing.T) {
 	}
 	type row struct {
 		step     string
+		exp      []expect
 		inotify  stepResult
 		fsnotify stepResult
 	}
@@ -242,7 +247,7 @@ func TestFileEvents(t *testing.T) {
 		t0 := time.Now()
 		s.do()
 		var r row
-		r.step = s.name
+		r.step, r.exp = s.name, s.exp
 		var wg sync.WaitGroup
 		wg.Add(2)
 		go func() { defer wg.Done(); r.inotify = collect(inw, ni, t0, s.exp, true) }()
@@ -264,13 +269,21 @@ func TestFileEvents(t *testing.T) {
 	t.Log(b.String())
 	for _, r := range rows {
 		if r.inotify.latency < 0 || r.inotify.latency > eventWait {
-			t.Errorf("%s: inotifywait saw no event within %v", r.step, eventWait)
+			t.Errorf("%s: inotifywait saw no event on %v within %v", r.step, paths(r.exp), eventWait)
 		}
 		if r.fsnotify.latency < 0 || r.fsnotify.latency > eventWait {
-			t.Errorf("%s: the fsnotify watcher saw no event within %v", r.step, eventWait)
+			t.Errorf("%s: the fsnotify watcher saw no event on %v within %v", r.step, paths(r.exp), eventWait)
 		}
 		if len(r.inotify.missing) > 0 || len(r.fsnotify.missing) > 0 {
 			t.Logf("%s: final replay event missing for %v (inotifywait) %v (fsnotify)", r.step, r.inotify.missing, r.fsnotify.missing)
 		}
 	}
+}
+
+func paths(exp []expect) []string {
+	var out []string
+	for _, x := range exp {
+		out = append(out, x.path)
+	}
+	return out
 }
