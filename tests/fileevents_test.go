@@ -172,6 +172,32 @@ func hasWord(line, word string) bool {
 	return false
 }
 
+// fsprobe returns the fsnotify watcher built for the guest, building it
+// into the shared bin directory on first use (the root pass builds it for
+// the ordinary user's, which may have no Go).
+func fsprobe(t *testing.T) string {
+	t.Helper()
+	probe := filepath.Join(binDir, "fsprobe-linux-"+hostArch())
+	if _, err := os.Stat(probe); err == nil && os.Getenv(envChild) != "" {
+		return probe
+	}
+	build := exec.Command("go", "build", "-o", probe, "./fsprobe")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+hostArch())
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building fsprobe: %v\n%s", err, b)
+	}
+	return probe
+}
+
+// TestFileEventsAsOrdinaryUser runs TestFileEvents as an ordinary user,
+// whose shares are 9p, when the tests run as root.
+func TestFileEventsAsOrdinaryUser(t *testing.T) {
+	if os.Getenv(envChild) == "" && os.Getuid() == 0 {
+		fsprobe(t)
+	}
+	asOrdinaryUser(t, "^TestFileEvents$")
+}
+
 // TestFileEvents shares a host directory into a Debian machine, runs two
 // watchers of different kinds in it (inotifywait -m -r, and fsprobe on
 // fsnotify), makes the changes a developer's editor and tools make on the
@@ -193,18 +219,12 @@ func TestFileEvents(t *testing.T) {
 		t.Errorf("inotify limits in the guest: %q, want 524288 and 8192", out)
 	}
 
-	// The fsnotify watcher, built for the guest.
-	probe := filepath.Join(t.TempDir(), "fsprobe")
-	build := exec.Command("go", "build", "-o", probe, "./fsprobe")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+hostArch())
-	if b, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building fsprobe: %v\n%s", err, b)
-	}
-	e.must("machine", "cp", probe, "fsev:/usr/local/bin/fsprobe")
+	// Copied as the mapped user, who may write /tmp.
+	e.must("machine", "cp", fsprobe(t), "fsev:/tmp/fsprobe")
 
 	inw := e.startWatcher(t, "inotifywait", "fsev", "Watches established",
 		"stdbuf", "-oL", "inotifywait", "-m", "-r", "--format", "%w%f %e", "/src")
-	fsn := e.startWatcher(t, "fsprobe", "fsev", "READY", "/usr/local/bin/fsprobe", "/src")
+	fsn := e.startWatcher(t, "fsprobe", "fsev", "READY", "/tmp/fsprobe", "/src")
 
 	path := func(p string) string { return filepath.Join(src, p) }
 	write := func(p, s string, flag int) {

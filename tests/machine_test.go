@@ -40,7 +40,11 @@ func TestMachines(t *testing.T) {
 
 // TestAsOrdinaryUser re-runs TestMachines as an ordinary user (no root, no
 // sudo) that it creates, when the tests run as root.
-func TestAsOrdinaryUser(t *testing.T) {
+func TestAsOrdinaryUser(t *testing.T) { asOrdinaryUser(t, "^TestMachines$") }
+
+// asOrdinaryUser runs the tests matching pattern again as an ordinary
+// user (no root, no sudo) that it creates, when the tests run as root.
+func asOrdinaryUser(t *testing.T, pattern string) {
 	if os.Getenv(envChild) != "" {
 		t.Skip("already the ordinary-user pass")
 	}
@@ -64,7 +68,7 @@ func TestAsOrdinaryUser(t *testing.T) {
 	os.Chmod(testBin, 0o755)
 	home := "/home/" + user
 	args := []string{"--reuid=" + user, "--regid=" + user, "--init-groups", "--",
-		testBin, "-test.run", "^TestMachines$", "-test.v", "-test.timeout", "40m"}
+		testBin, "-test.run", pattern, "-test.v", "-test.timeout", "40m"}
 	cmd := exec.Command("setpriv", args...)
 	cmd.Dir = home
 	cmd.Env = []string{"HOME=" + home, "USER=" + user, "LOGNAME=" + user,
