@@ -61,7 +61,6 @@ func until(t *testing.T, ch <-chan []string, want string) []string {
 	var all []string
 	for {
 		b := next(t, ch)
-		t.Logf("batch %q", b)
 		all = append(all, b...)
 		for _, s := range b {
 			if s == want {
@@ -274,5 +273,34 @@ func TestMemoryBound(t *testing.T) {
 	}
 	if len(m.known) > 10 || len(m.removedAt) > 10 {
 		t.Errorf("memory holds %d states and %d removals, bound 10", len(m.known), len(m.removedAt))
+	}
+}
+
+// A burst of 10,000 new files reaches the other side as changes, in
+// windows of at most MaxPending paths.
+func TestBurstOfTenThousandFiles(t *testing.T) {
+	dir := t.TempDir()
+	ch, _ := start(t, []string{dir}, Options{MaxPending: 1000})
+	const n = 10000
+	t0 := time.Now()
+	defer func() { t.Logf("took %v", time.Since(t0)) }()
+	for i := range n {
+		os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%05d", i)), []byte("x"), 0o644)
+	}
+	seen := map[string]bool{}
+	biggest := 0
+	for len(seen) < n {
+		b := next(t, ch)
+		biggest = max(biggest, len(b))
+		for _, s := range b {
+			seen[s] = true
+		}
+	}
+	t.Logf("%d changes in windows of at most %d paths", len(seen), biggest)
+	if biggest > 1000 {
+		t.Errorf("a window of %d paths, bound 1000", biggest)
+	}
+	if !seen["0:changed f00000"] || !seen[fmt.Sprintf("0:changed f%05d", n-1)] {
+		t.Errorf("first or last file missing")
 	}
 }
