@@ -6,6 +6,7 @@ import (
 
 	"github.com/machinetop/machinetop/guest/client"
 	"github.com/machinetop/machinetop/guest/proto"
+	"github.com/machinetop/machinetop/vm/control"
 	"github.com/machinetop/machinetop/vm/supervisor/fswatch"
 )
 
@@ -50,7 +51,11 @@ func (s *supervisor) bridgeFileEvents(cl *client.Client, done <-chan struct{}) {
 	started := time.Now()
 	ready := func(stats fswatch.Stats) {
 		s.log.Info("watching shared directories for file events", "dirs", stats.Dirs, "capped", stats.Capped, "took", time.Since(started).Round(time.Millisecond))
+		s.setStatus(func(st *control.Status) {
+			st.FileEvents = &control.FileEvents{Dirs: stats.Dirs, Capped: stats.Capped, Cap: fswatch.DefaultMaxDirs}
+		})
 	}
+	defer s.setStatus(func(st *control.Status) { st.FileEvents = nil })
 	err = fswatch.Watch(ctx, roots, fswatch.Options{Skip: skip, Log: s.log}, ready, func(cs []fswatch.Change) error {
 		return st.Send(toFileEvents(cs, time.Now()))
 	})
