@@ -298,6 +298,35 @@ func TestFileEvents(t *testing.T) {
 			t.Logf("%s: final replay event missing for %v (inotifywait) %v (fsnotify)", r.step, r.inotify.missing, r.fsnotify.missing)
 		}
 	}
+
+	// The guest's own writes in the share come back from the host as
+	// replays, one per burst, not one per write: 200 appends made in the
+	// guest, then a host change that marks the end.
+	n := inw.count()
+	e.mustRun("fsev", "sh", "-c", "for i in $(seq 200); do echo $i >> /src/guest.txt; done")
+	write("marker", "end\n", os.O_CREATE|os.O_WRONLY)
+	if r := collect(inw, n, time.Now(), []expect{changed("marker")}, true); len(r.missing) > 0 {
+		t.Fatalf("the marker did not arrive: %q", r.events)
+	}
+	lines, _ := inw.since(n)
+	modify, replays := 0, 0
+	for _, l := range lines {
+		if watcherLinePath(l.text, true) == "guest.txt" {
+			if hasWord(l.text, "MODIFY") {
+				modify++
+			}
+			if hasWord(l.text, "ATTRIB") {
+				replays++
+			}
+		}
+	}
+	t.Logf("200 appends made in the guest: %d MODIFY events from them, %d replays from the host (ATTRIB)", modify, replays)
+	if modify != 200 {
+		t.Errorf("inotifywait saw %d MODIFY events of the guest's 200 appends", modify)
+	}
+	if replays >= modify {
+		t.Errorf("%d replays came back for %d guest writes: one per write, not per burst", replays, modify)
+	}
 }
 
 func paths(exp []expect) []string {
