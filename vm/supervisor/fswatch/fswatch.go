@@ -10,9 +10,12 @@
 // them do not reach the guest, and Watch logs it once. Directories that
 // appear later are watched as they appear, within the cap, and what was
 // created in them before their watch was set is found by walking them.
-// The pending window holds at most Options.MaxPending paths and the
-// memory of sent states at most 8*MaxPending, so memory is bounded by the
-// number of watched directories plus a constant.
+// A window ends once Options.MaxPending paths wait (a walk of a new
+// directory adds at most MaxPending more before that check), and the
+// memory of sent states holds at most 8*MaxPending paths, so memory is
+// bounded by the number of watched directories plus a constant. On macOS
+// kqueue also holds a descriptor per file in a watched directory, which
+// MaxDirs does not bound.
 package fswatch
 
 import (
