@@ -34,6 +34,9 @@ func (s *Server) fileEvents(conn net.Conn, br *bufio.Reader, req *proto.FileEven
 	}
 	r := fsreplay.New(req.Mounts)
 	defer r.Close()
+	stop := make(chan struct{})
+	defer close(stop)
+	r.Writes = fsreplay.WatchWrites(req.Mounts, stop)
 	logged := 0
 	for {
 		t, b, err := proto.ReadFrame(br)

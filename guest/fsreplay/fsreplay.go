@@ -24,7 +24,9 @@
 // as the removal of the old name and a change of the new one. The host
 // sees the replays as a ctime change and, for a removal, the path briefly
 // existing as an empty file or directory of mode 0000; its watcher drops
-// those echoes (vm/supervisor/fswatch). Symbolic links, devices, FIFOs
+// those echoes (vm/supervisor/fswatch). A host change of a file a guest
+// process wrote within GuestWriteWindow is the echo of that write and is
+// not replayed (see Writes). Symbolic links, devices, FIFOs
 // and sockets are not replayed. Every operation goes through os.Root on
 // the mount point, so a path never leaves the share.
 package fsreplay
@@ -37,6 +39,7 @@ import (
 	"path"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -46,6 +49,11 @@ import (
 // Replayer replays host changes on the mounts it was made for. It is not
 // safe for concurrent use.
 type Replayer struct {
+	// Writes, when set, holds the files guest processes wrote lately:
+	// a change of one of them within GuestWriteWindow is the echo of that
+	// write and is not replayed.
+	Writes *Writes
+
 	mounts []string
 	roots  []*os.Root
 }
@@ -81,6 +89,9 @@ func (r *Replayer) Replay(ev proto.FileEvent) error {
 	}
 	switch ev.Kind {
 	case proto.FileChanged:
+		if !ev.Dir && r.Writes.Recent(path.Join(r.mounts[ev.Mount], p), time.Now()) {
+			return nil
+		}
 		err = changed(root, p)
 	case proto.FileRemoved:
 		if ev.Dir {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -197,5 +198,31 @@ func TestReplayIgnoresWhatIsGoneAndRefusesBadPaths(t *testing.T) {
 	os.Symlink("/etc", filepath.Join(dir, "out"))
 	if err := r.Replay(proto.FileEvent{Path: "out/passwd", Kind: proto.FileChanged}); err == nil {
 		t.Errorf("replay through a link out of the share: no error")
+	}
+}
+
+// A change of a file a guest process wrote just before is the echo of
+// that write: not replayed. Past GuestWriteWindow it is replayed again.
+func TestChangeAfterAGuestWriteIsNotReplayed(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "log.txt")
+	os.WriteFile(f, []byte("x"), 0o644)
+	events := watch(t, dir)
+	r := New([]string{dir})
+	defer r.Close()
+	r.Writes = &Writes{}
+	r.Writes.note(f, time.Now())
+	replay(t, r, proto.FileEvent{Path: "log.txt", Kind: proto.FileChanged})
+	if got := events(); len(got) != 0 {
+		t.Errorf("a guest-written file was replayed: %q", got)
+	}
+	r.Writes.note(f, time.Now().Add(-GuestWriteWindow-time.Second))
+	replay(t, r, proto.FileEvent{Path: "log.txt", Kind: proto.FileChanged})
+	if got := strings.Join(events(), " "); !strings.Contains(got, "log.txt:ATTRIB") {
+		t.Errorf("after the window: %q", got)
+	}
+	var none *Writes
+	if none.Recent(f, time.Now()) {
+		t.Error("a nil Writes knows of a write")
 	}
 }
