@@ -386,6 +386,7 @@ func TestCompletion(t *testing.T) {
 		{[]string{"machine", "run", "-n", ""}, []string{"dev", "web"}, noFiles},
 		{[]string{"machine", "set", "-n", "dev", "c"}, []string{"cpus="}, ":6"},
 		{[]string{"machine", "set", "dev", "home-mount="}, []string{"home-mount=rw", "home-mount=ro", "home-mount=none"}, noFiles},
+		{[]string{"machine", "set", "dev", "file-events="}, []string{"file-events=on", "file-events=off"}, noFiles},
 		{[]string{"machine", "create", ""}, []string{"tiny:1"}, noFiles},
 		{[]string{"image", "rm", ""}, []string{"tiny:1"}, noFiles},
 		{[]string{"machine", "create", "tiny:1", "--home-mount", ""}, []string{"rw", "ro", "none"}, noFiles},

@@ -429,13 +429,14 @@ func newSetCmd() *cobra.Command {
 	var name string
 	c := &cobra.Command{
 		Use:   "set [NAME] KEY=VALUE...",
-		Short: "Change a machine's CPUs, memory, kernel, shared directories, ports or memory reclaim",
+		Short: "Change a machine's CPUs, memory, kernel, shared directories, file events, ports or memory reclaim",
 		Long: "Change settings, applied at the next boot:\n" +
 			"  cpus=N            virtual CPUs\n" +
 			"  memory=SIZE       memory, e.g. 4G\n" +
 			"  kernel=PATH       kernel .deb or vmlinuz (empty for the default)\n" +
 			"  home-mount=MODE   share your home directory: rw, ro or none\n" +
 			"  mounts=LIST       shared directories, comma separated HOST[:GUEST][:ro]; replaces the list (empty for none)\n" +
+			"  file-events=on|off  host edits in shared directories wake inotify watchers in the machine (default on)\n" +
 			"  publish=LIST      published ports, comma separated [HOST_IP:]HOST_PORT:GUEST_PORT; replaces the list (empty for none)\n" +
 			"  port-forwarding=on|off  forward the ports the machine listens on to this host's loopback automatically\n" +
 			"and, applied to a running machine at once:\n" +
@@ -460,6 +461,8 @@ func newSetCmd() *cobra.Command {
 					for _, v := range reclaim.Modes {
 						out = append(out, k+"="+string(v))
 					}
+				case "file-events":
+					out = append(out, k+"="+vm.FileEventsOn, k+"="+vm.FileEventsOff)
 				}
 				return out, cobra.ShellCompDirectiveNoFileComp
 			}

@@ -60,7 +60,11 @@ func (e *env) shareFS() string {
 
 // TestAsOrdinaryUser re-runs TestMachines as an ordinary user (no root, no
 // sudo) that it creates, when the tests run as root.
-func TestAsOrdinaryUser(t *testing.T) {
+func TestAsOrdinaryUser(t *testing.T) { asOrdinaryUser(t, "^TestMachines$") }
+
+// asOrdinaryUser runs the tests matching pattern again as an ordinary
+// user (no root, no sudo) that it creates, when the tests run as root.
+func asOrdinaryUser(t *testing.T, pattern string) {
 	if os.Getenv(envChild) != "" {
 		t.Skip("already the ordinary-user pass")
 	}

@@ -6,7 +6,8 @@
 #   busybox  Debian's busybox-static and its applet links; no /sbin/init, so
 #            machinetop's agent stays PID 1.
 #   debian   Debian bookworm (debootstrap minbase + systemd-sysv, udev, dbus,
-#            iproute2, sudo): the image's systemd boots as PID 1; dbus is
+#            iproute2, sudo, inotify-tools): the image's systemd boots as
+#            PID 1; inotify-tools (inotifywait) is for the file-event tests; dbus is
 #            what a non-root user's systemctl (and hostnamectl, loginctl,
 #            … for everyone) talks to, as on an ordinary Debian install.
 # --fixtures adds the files the end-to-end tests check survive the trip:
@@ -111,7 +112,7 @@ debian)
   [ "$(id -u)" = 0 ] || { echo "mkimage: debian needs root (debootstrap): run with sudo" >&2; exit 1; }
   need debootstrap debootstrap
   mirror=${MIRROR:-$(debian_mirror)}
-  include=systemd-sysv,udev,dbus,iproute2,sudo,e2fsprogs
+  include=systemd-sysv,udev,dbus,iproute2,sudo,e2fsprogs,inotify-tools
   [ -z "$ssh" ] || include=$include,openssh-server
   foreign=
   if [ -n "$arch" ] && [ "$arch" != "$(dpkg --print-architecture)" ]; then foreign=--foreign; fi

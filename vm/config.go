@@ -181,7 +181,21 @@ type Config struct {
 	// fills in "gradual" for machines made before it existed. Unlike the
 	// other settings, a change applies to a running machine at once.
 	MemoryReclaim string `json:"memoryReclaim"`
+	// FileEvents is FileEventsOff to stop host changes in shared
+	// directories from reaching inotify watchers in the machine (see
+	// vm/supervisor/fswatch and guest/fsreplay); FileEventsOn or "" (the
+	// default) bridges them.
+	FileEvents string `json:"fileEvents,omitempty"`
 }
+
+// Values of Config.FileEvents (`machine set NAME file-events=on|off`).
+const (
+	FileEventsOn  = "on"
+	FileEventsOff = "off"
+)
+
+// FileEventsEnabled reports whether host file events reach the machine.
+func (c *Config) FileEventsEnabled() bool { return c.FileEvents != FileEventsOff }
 
 // UserSetup is the host user mapped into the machine.
 type UserSetup struct {

@@ -97,6 +97,9 @@ type Machine struct {
 	// ActiveMounts are the directories the running boot shares; changes
 	// made with Set show in Mounts and HomeMount until the next boot.
 	ActiveMounts []ActiveMount `json:"activeMounts,omitempty"`
+	// FileEvents is what the running boot's file-event bridge watches;
+	// nil when it does not run.
+	FileEvents *control.FileEvents `json:"fileEvents,omitempty"`
 	// Guest is what the agent last reported about the image (sudo, an
 	// SSH server, setup problems); nil before the first boot.
 	Guest *GuestFacts `json:"guest,omitempty"`
@@ -170,6 +173,7 @@ func (m *Manager) get(ctx context.Context, cfg *Config, def string) *Machine {
 		mc.KernelRelease = st.Kernel
 		mc.VMPID, mc.SupervisorPID = st.VMPID, st.PID
 		mc.SSHPort, mc.Guest, mc.Ports = st.SSHPort, st.Guest, st.Ports
+		mc.FileEvents = st.FileEvents
 		for _, am := range st.Mounts {
 			mc.ActiveMounts = append(mc.ActiveMounts, ActiveMount{
 				Mount: Mount{Host: am.Host, Guest: am.Guest, ReadOnly: am.ReadOnly}, FSType: am.FSType})
@@ -200,6 +204,9 @@ func notes(mc *Machine) []string {
 	}
 	for _, p := range g.Problems {
 		out = append(out, "setup at the latest boot: "+p)
+	}
+	if fe := mc.FileEvents; fe != nil && fe.Capped {
+		out = append(out, fmt.Sprintf("host file events: the shared directories hold more than %d directories; changes in those left unwatched do not reach the machine: share less (`machinetop machine set -n %s home-mount=none mounts=...`) or turn the bridge off (file-events=off)", fe.Cap, mc.Name))
 	}
 	if dc := g.DiskCheck; dc != nil && dc.Result == proto.DiskFixed && dc.ExitCode != 0 {
 		out = append(out, fmt.Sprintf("the root disk had errors at the latest boot, which e2fsck repaired (exit %d, see guest.diskCheck): files written just before the machine stopped may be incomplete", dc.ExitCode))

@@ -181,7 +181,16 @@ func TestSetValidates(t *testing.T) {
 	if cfg.MemoryBytes != 2*GiB {
 		t.Fatalf("memory after set: %d", cfg.MemoryBytes)
 	}
-	for _, kv := range []map[string]string{{"cpus": "many"}, {"memory": "lots"}, {"color": "blue"}, {"cpus": "0"}, {"kernel": "does/not/exist"}} {
+	if !cfg.FileEventsEnabled() {
+		t.Fatal("file events are off by default")
+	}
+	if err := m.Set(cfg, map[string]string{"file-events": "off"}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, _ = m.Load("s"); cfg.FileEventsEnabled() {
+		t.Fatal("file-events=off did not turn them off")
+	}
+	for _, kv := range []map[string]string{{"cpus": "many"}, {"memory": "lots"}, {"color": "blue"}, {"cpus": "0"}, {"kernel": "does/not/exist"}, {"file-events": "yes"}} {
 		if err := m.Set(cfg, kv); err == nil {
 			t.Errorf("Set(%v) succeeded, want an error", kv)
 		}

@@ -11,16 +11,17 @@ import (
 )
 
 // SetKeys are the keys Set takes, in the order help lists them.
-var SetKeys = []string{"cpus", "memory", "kernel", "home-mount", "mounts", "publish", "port-forwarding", "memory-reclaim"}
+var SetKeys = []string{"cpus", "memory", "kernel", "home-mount", "mounts", "file-events", "publish", "port-forwarding", "memory-reclaim"}
 
 // Set changes configuration keys of cfg's machine, applied at the next
 // boot: cpus=N, memory=SIZE, kernel=PATH (a kernel .deb or vmlinuz; empty
 // for the default kernel), home-mount=rw|ro|none, and mounts=LIST (comma
 // separated `--mount` values replacing the machine's mounts; empty for
-// none), publish=LIST (comma separated `--publish` values replacing the
-// machine's published ports; empty for none), port-forwarding=on|off;
-// and memory-reclaim=off|gradual|aggressive, which ApplyReclaim hands to
-// a running machine at once. It returns an error naming an unknown key or a bad value and
+// none), file-events=on|off (whether host changes in shared directories
+// reach inotify watchers in the machine), publish=LIST (comma separated
+// `--publish` values replacing the machine's published ports; empty for
+// none), port-forwarding=on|off; and memory-reclaim=off|gradual|aggressive,
+// which ApplyReclaim hands to a running machine at once. It returns an error naming an unknown key or a bad value and
 // changes nothing in that case; on success cfg holds the new values.
 func (m *Manager) Set(cfg *Config, kv map[string]string) error {
 	next := *cfg
@@ -104,6 +105,11 @@ func setKey(c *Config, k, v string) error {
 			}
 			c.Mounts = append(c.Mounts, mt)
 		}
+	case "file-events":
+		if v != FileEventsOn && v != FileEventsOff {
+			return fmt.Errorf("file-events=%s: use on or off", v)
+		}
+		c.FileEvents = v
 	case "publish":
 		c.Publish = nil
 		for _, spec := range strings.Split(v, ",") {
@@ -128,7 +134,7 @@ func setKey(c *Config, k, v string) error {
 		}
 		c.MemoryReclaim = string(mode)
 	default:
-		return fmt.Errorf("unknown setting %q: machine set takes cpus=N, memory=SIZE, kernel=PATH, home-mount=rw|ro|none, mounts=HOST[:GUEST][:ro],..., publish=[HOST_IP:]HOST_PORT:GUEST_PORT,..., port-forwarding=on|off, memory-reclaim=off|gradual|aggressive", k)
+		return fmt.Errorf("unknown setting %q: machine set takes cpus=N, memory=SIZE, kernel=PATH, home-mount=rw|ro|none, mounts=HOST[:GUEST][:ro],..., file-events=on|off, publish=[HOST_IP:]HOST_PORT:GUEST_PORT,..., port-forwarding=on|off, memory-reclaim=off|gradual|aggressive", k)
 	}
 	return nil
 }

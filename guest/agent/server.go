@@ -111,6 +111,12 @@ func (s *Server) serveStream(conn net.Conn) {
 			return
 		}
 		s.dial(conn, br, req.Dial)
+	case proto.OpFileEvents:
+		if req.FileEvents == nil {
+			proto.WriteLine(conn, proto.Response{Error: "fileevents: missing arguments"})
+			return
+		}
+		s.fileEvents(conn, br, req.FileEvents)
 	case proto.OpShutdown:
 		reboot := req.Shutdown != nil && req.Shutdown.Reboot
 		proto.WriteLine(conn, proto.Response{})

@@ -45,6 +45,7 @@ func Main() {
 	start := time.Now()
 
 	loadModules(debug)
+	raiseInotifyLimits()
 	// The console may be a device whose driver is a module (hvc0 needs
 	// virtio_console), so it is opened only now.
 	logToConsole(early)
@@ -108,6 +109,25 @@ func Main() {
 	log.Printf("no /sbin/init: the agent stays PID 1")
 	err = syscall.Exec(proto.AgentInstallPath, []string{proto.AgentInstallPath, "pid1"}, env)
 	fatal("exec %s: %v", proto.AgentInstallPath, err)
+}
+
+// InotifyLimits are the fs.inotify sysctls (proc(5)) /init sets at every
+// boot, as WSL sets them, so that watchers of big trees (a dev server,
+// an IDE) get a watch per directory: the kernel's defaults are 8192
+// watches and 128 instances per user. An image's sysctl.d, applied later
+// by its init, may change them.
+var InotifyLimits = map[string]string{
+	"/proc/sys/fs/inotify/max_user_watches":   "524288",
+	"/proc/sys/fs/inotify/max_user_instances": "8192",
+}
+
+// raiseInotifyLimits writes InotifyLimits, logging a failure.
+func raiseInotifyLimits() {
+	for f, v := range InotifyLimits {
+		if err := os.WriteFile(f, []byte(v+"\n"), 0o644); err != nil {
+			log.Printf("inotify limits: %v", err)
+		}
+	}
 }
 
 // mountEarly mounts the kernel filesystems /init needs; the image's init

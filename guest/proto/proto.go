@@ -68,6 +68,10 @@ const (
 	OpPorts    Op = "ports"    // Listeners lines from the guest until the host closes the stream
 	OpDial     Op = "dial"     // Request.Dial; a Response line, then the connection's bytes
 	OpReclaim  Op = "reclaim"  // Request.Reclaim: set the reclaim mode and/or reclaim now; Response.Reclaim
+	// OpFileEvents: Request.FileEvents; the guest answers a Response line
+	// (Error when it cannot replay), then the host sends FrameFileEvents
+	// frames until it closes the stream.
+	OpFileEvents Op = "fileevents"
 )
 
 // Request is the first line written on every stream.
@@ -79,6 +83,8 @@ type Request struct {
 	Copy     *CopyRequest    `json:"copy,omitempty"`
 	Dial     *DialRequest    `json:"dial,omitempty"`
 	Reclaim  *ReclaimRequest `json:"reclaim,omitempty"`
+	// FileEvents opens the host's file-event stream (OpFileEvents).
+	FileEvents *FileEventsRequest `json:"fileEvents,omitempty"`
 }
 
 // DialRequest is OpDial: the agent connects to a TCP port inside the
@@ -149,6 +155,40 @@ type GuestMem struct {
 	// Cache is the file-backed page cache, Active(file) + Inactive(file):
 	// what reclaim can give back without swap.
 	Cache uint64 `json:"cache"`
+}
+
+// FileEventsRequest opens the stream of host file changes in shared
+// directories, which the guest replays on the mounts so that inotify
+// watchers in the guest see them (package guest/fsreplay says which
+// inotify events each change produces).
+type FileEventsRequest struct {
+	// Mounts are the guest mount points (absolute) of the shares the
+	// host watches; FileEvent.Mount indexes them.
+	Mounts []string `json:"mounts"`
+}
+
+// FileEvent kinds.
+const (
+	FileChanged = "changed" // the path exists: created, written, replaced, renamed to, chmod
+	FileRemoved = "removed" // the path was deleted or renamed away
+)
+
+// FileEvent is one logical host change; a FrameFileEvents frame carries
+// a JSON array of them, in the order the host saw them.
+type FileEvent struct {
+	// Mount indexes FileEventsRequest.Mounts.
+	Mount int `json:"m"`
+	// Path is slash-separated and relative to the mount, without "." or
+	// ".." elements.
+	Path string `json:"p"`
+	// Kind is FileChanged or FileRemoved.
+	Kind string `json:"k"`
+	// Dir is true when the path is (changed) or was (removed) a
+	// directory.
+	Dir bool `json:"d,omitempty"`
+	// UnixNano is when the host's window of events for it closed (host
+	// clock), for latency figures.
+	UnixNano int64 `json:"t,omitempty"`
 }
 
 // CopyRequest is the guest side of a `machine cp`. The archive is a tar
@@ -362,6 +402,9 @@ const (
 	FrameData FrameType = 8 // archive bytes
 	FrameEnd  FrameType = 9 // JSON CopyEnd; the last frame of an archive
 )
+
+// FrameFileEvents (host→guest, OpFileEvents) carries a JSON []FileEvent.
+const FrameFileEvents FrameType = 10
 
 // MaxFrame is the largest payload a Frame may carry (bytes).
 const MaxFrame = 1 << 20

@@ -122,8 +122,24 @@ type Status struct {
 	// Ports are the host ports forwarded to the guest now, by guest
 	// port: SSH, the published ones and those forwarded automatically.
 	Ports []PortForward `json:"ports,omitempty"`
+	// FileEvents is the state of the file-event bridge of this boot's
+	// shares; nil while it is not running (file-events=off, nothing
+	// shared, the agent not connected).
+	FileEvents *FileEvents `json:"fileEvents,omitempty"`
 	// Guest is what the agent reported, once it answered.
 	Guest *GuestFacts `json:"guest,omitempty"`
+}
+
+// FileEvents is what the file-event bridge watches on the host.
+type FileEvents struct {
+	// Dirs is the number of host directories watched once the bridge
+	// had walked the shares at the start.
+	Dirs int `json:"dirs"`
+	// Capped is true when the directory cap left some unwatched: their
+	// changes do not reach the machine.
+	Capped bool `json:"capped,omitempty"`
+	// Cap is the most directories the bridge watches.
+	Cap int `json:"cap"`
 }
 
 // ActiveMount is a shared directory as the current boot has it.

@@ -44,8 +44,9 @@ func (s *supervisor) agentLoop() {
 		s.mu.Unlock()
 		s.setStatus(func(st *control.Status) { st.AgentReady, st.IP, st.Lease, st.Guest, st.Stage = true, ip, lease, g, "" })
 
-		clockDone := make(chan struct{})
-		go s.syncClock(cl, clockDone)
+		sessDone := make(chan struct{})
+		go s.syncClock(cl, sessDone)
+		go s.bridgeFileEvents(cl, sessDone)
 		portsCtx, stopPorts := context.WithCancel(context.Background())
 		go s.watchPorts(portsCtx, cl)
 		select {
@@ -53,7 +54,7 @@ func (s *supervisor) agentLoop() {
 			s.log.Info("agent channel closed; reconnecting")
 		case <-s.done:
 		}
-		close(clockDone)
+		close(sessDone)
 		stopPorts()
 		s.mu.Lock()
 		s.sess = nil
