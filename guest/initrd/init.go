@@ -66,6 +66,7 @@ func Main() {
 	if err := unix.Mount(rootDev, newRoot, "ext4", 0, "noinit_itable"); err != nil {
 		fatal("mounting %s: %v", rootDev, err)
 	}
+	growRoot(rootDev)
 	if _, err := os.Stat(newRoot + proto.PopulatedMarker); err != nil {
 		populate()
 	}
