@@ -71,7 +71,6 @@ func Keep(ctx context.Context, argv []string) error {
 	for {
 		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 		started := time.Now()
 		if err := cmd.Start(); err != nil {
 			log.Printf("starting the agent: %v", err)

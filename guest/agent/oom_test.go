@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -112,5 +113,35 @@ func TestCommandsGetDefaultOOMScore(t *testing.T) {
 	}
 	if b, _ := os.ReadFile("/proc/self/oom_score_adj"); strings.TrimSpace(string(b)) != want {
 		t.Fatalf("agent's own score %q, want %s", b, want)
+	}
+}
+
+// Keep starts its child again after the child dies, and stops it when its
+// context ends.
+func TestKeepRestartsTheAgent(t *testing.T) {
+	dir := t.TempDir()
+	count := filepath.Join(dir, "starts")
+	// Each start appends a line; the first two die at once, the third
+	// stays until it is told to go.
+	script := `echo x >> "$1"; [ "$(wc -l < "$1")" -ge 3 ] && exec sleep 60; exit 1`
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Keep(ctx, []string{"sh", "-c", script, "sh", count}) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, _ := os.ReadFile(count)
+		if strings.Count(string(b), "\n") >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Keep started the agent %d times, want 3", strings.Count(string(b), "\n"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Keep did not end with its context")
 	}
 }
