@@ -57,7 +57,7 @@ func tail(s string, n int) string {
 func TestFullDisk(t *testing.T) {
 	e := newEnv(t)
 	e.must("image", "import", filepath.Join(shared, "busybox.tar"), "busybox:test")
-	e.must("machine", "create", "busybox:test", "-n", "full", "--disk", "512M", "--memory", "256M", "--cpus", "1", "--home-mount", "none")
+	e.must("machine", "create", "busybox:test", "-n", "full", "--disk", "1G", "--memory", "256M", "--cpus", "1", "--home-mount", "none")
 	_, errs, code := e.mt(nil, "machine", "run", "--root", "full", "--", "dd", "if=/dev/zero", "of=/bigfile", "bs=1M")
 	if code == 0 || !strings.Contains(errs, "No space left") {
 		t.Fatalf("filling the disk: rc=%d, stderr %q; want dd to fail with no space left", code, errs)
@@ -81,17 +81,17 @@ func TestFullDisk(t *testing.T) {
 	if out := e.must("machine", "run", "full", "--", "echo", "booted"); strings.TrimSpace(out) != "booted" {
 		t.Fatalf("after a restart with a full disk: %q", out)
 	}
-	e.must("machine", "set", "full", "disk=1G")
-	if _, errs, code := e.mt(nil, "machine", "set", "full", "disk=256M"); code == 0 || !strings.Contains(errs, "shrink") {
+	e.must("machine", "set", "full", "disk=2G")
+	if _, errs, code := e.mt(nil, "machine", "set", "full", "disk=1G"); code == 0 || !strings.Contains(errs, "shrink") {
 		t.Fatalf("shrinking the disk: rc=%d, stderr %q; want a refusal", code, errs)
 	}
 	e.must("machine", "restart", "full")
 	size1, free1 := avail()
-	if size1 < size0+400*1024 || free1 < 400*1024 {
-		t.Fatalf("after disk=1G and a restart: %d KiB, %d free (was %d KiB, %d free)", size1, free1, size0, free0)
+	if size1 < size0+800*1024 || free1 < 800*1024 {
+		t.Fatalf("after disk=2G and a restart: %d KiB, %d free (was %d KiB, %d free)", size1, free1, size0, free0)
 	}
-	if got := e.must("machine", "inspect", "-f", "{{.DiskBytes}}", "full"); strings.TrimSpace(got) != "1073741824" {
-		t.Fatalf("inspect DiskBytes %q, want 1073741824", got)
+	if got := e.must("machine", "inspect", "-f", "{{.DiskBytes}}", "full"); strings.TrimSpace(got) != "2147483648" {
+		t.Fatalf("inspect DiskBytes %q, want 2147483648", got)
 	}
 	e.must("machine", "run", "--root", "full", "--", "rm", "/bigfile")
 }
