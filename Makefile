@@ -28,7 +28,7 @@ VPKG    := github.com/machinetop/machinetop/internal/version
 LDFLAGS := -X $(VPKG).version=$(VERSION) -X $(VPKG).commit=$(COMMIT)
 export PATH := $(BIN):$(PATH):/usr/sbin:/sbin
 
-.PHONY: all build deps image-deps test-deps image machine up test bench clean
+.PHONY: all build deps image-deps test-deps image machine up test bench fault clean
 
 all: build
 
@@ -104,6 +104,10 @@ bench: test-deps build
 	tests/bench.sh
 	tests/bench-shares.sh
 	tests/bench-memory.sh
+
+# The fault matrix (tests/fault.sh): FAULT_N trials of each fault (default 20).
+fault: test-deps build
+	tests/fault.sh
 
 clean:
 	rm -rf $(BIN)

@@ -429,10 +429,11 @@ func newSetCmd() *cobra.Command {
 	var name string
 	c := &cobra.Command{
 		Use:   "set [NAME] KEY=VALUE...",
-		Short: "Change a machine's CPUs, memory, kernel, shared directories, file events, ports or memory reclaim",
+		Short: "Change a machine's CPUs, memory, disk size, kernel, shared directories, file events, ports or memory reclaim",
 		Long: "Change settings, applied at the next boot:\n" +
 			"  cpus=N            virtual CPUs\n" +
 			"  memory=SIZE       memory, e.g. 4G\n" +
+			"  disk=SIZE         a larger root disk, e.g. 128G (grows only; the filesystem follows at the next boot)\n" +
 			"  kernel=PATH       kernel .deb or vmlinuz (empty for the default)\n" +
 			"  home-mount=MODE   share your home directory: rw, ro or none\n" +
 			"  mounts=LIST       shared directories, comma separated HOST[:GUEST][:ro]; replaces the list (empty for none)\n" +

@@ -23,6 +23,12 @@ import (
 // guest.
 const ExitFailure = 125
 
+// ExitLost is `machine run`'s status when the connection to the machine
+// broke while the command ran (the supervisor was killed, the machine
+// stopped): the command's own status is unknown and it may still be
+// running. ssh uses 255 alike.
+const ExitLost = 255
+
 // ExitError carries a process exit status out of a command (for example the
 // status of a command run inside a machine) without printing anything.
 type ExitError struct{ Code int }

@@ -47,7 +47,8 @@ func newRunCmd() *cobra.Command {
 			"Without -i and -t, stdin is passed through and a PTY is used when stdin and stdout are both\n" +
 			"terminals. -i and -t work as in `docker exec`: -i passes stdin through, -t allocates a PTY.\n\n" +
 			"The exit status is CMD's; 126 when it cannot be executed, 127 when it is not found, 128+N\n" +
-			"when signal N killed it, and 125 when machinetop itself failed.",
+			"when signal N killed it, 125 when machinetop itself failed, and 255 when the connection to\n" +
+			"the machine was lost while CMD ran (CMD may still be running there).",
 		Example: "  machinetop machine run ls -la\n" +
 			"  machinetop machine run dev -- uname -a\n" +
 			"  machinetop m run -n dev --root -- apt-get update\n" +
@@ -157,6 +158,11 @@ func runInMachine(cmd *cobra.Command, args []string, o *runOptions) error {
 		st, err = runTTY(ctx, cl, req, stdin)
 	} else {
 		st, err = runPiped(ctx, cl, req, stdin)
+	}
+	if errors.Is(err, client.ErrLost) {
+		fmt.Fprintf(os.Stderr, "machinetop: lost the connection to machine %s while the command ran (%v); "+
+			"the command may still be running there\n", cfg.Name, err)
+		return &ExitError{Code: ExitLost}
 	}
 	if err != nil {
 		return err

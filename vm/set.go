@@ -2,19 +2,23 @@ package vm
 
 import (
 	"fmt"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/machinetop/machinetop/guest/reclaim"
 	"github.com/machinetop/machinetop/vm/internal/atomicfile"
+	"github.com/machinetop/machinetop/vm/layout"
 )
 
 // SetKeys are the keys Set takes, in the order help lists them.
-var SetKeys = []string{"cpus", "memory", "kernel", "home-mount", "mounts", "file-events", "publish", "port-forwarding", "memory-reclaim"}
+var SetKeys = []string{"cpus", "memory", "disk", "kernel", "home-mount", "mounts", "file-events", "publish", "port-forwarding", "memory-reclaim"}
 
 // Set changes configuration keys of cfg's machine, applied at the next
-// boot: cpus=N, memory=SIZE, kernel=PATH (a kernel .deb or vmlinuz; empty
+// boot: cpus=N, memory=SIZE, disk=SIZE (a larger root disk capacity: the
+// sparse disk file grows at once and the guest grows its filesystem at
+// its next boot; a disk never shrinks), kernel=PATH (a kernel .deb or vmlinuz; empty
 // for the default kernel), home-mount=rw|ro|none, and mounts=LIST (comma
 // separated `--mount` values replacing the machine's mounts; empty for
 // none), file-events=on|off (whether host changes in shared directories
@@ -56,11 +60,41 @@ func (m *Manager) Set(cfg *Config, kv map[string]string) error {
 			next.Network = cur.Network
 		}
 	}
+	if next.DiskBytes < cfg.DiskBytes {
+		return fmt.Errorf("disk=%s: the disk is %s; a disk can grow, not shrink", FormatSize(next.DiskBytes), FormatSize(cfg.DiskBytes))
+	}
+	if next.DiskBytes > cfg.DiskBytes {
+		if err := growDisk(m.Dir(cfg.Name), next.DiskBytes); err != nil {
+			return fmt.Errorf("disk=%s: %w", FormatSize(next.DiskBytes), err)
+		}
+	}
 	if err := atomicfile.WriteJSON(m.Dir(cfg.Name).Config(), &next); err != nil {
 		return err
 	}
 	*cfg = next
 	return nil
+}
+
+// growDisk makes the machine's disk file size bytes long (sparse; a file
+// already that long or longer is left alone). It is opened as every host
+// process opens machine files (no links followed).
+func growDisk(dir layout.Machine, size uint64) error {
+	f, err := dir.Open(dir.Disk(), os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() >= int64(size) {
+		return nil
+	}
+	if err := f.Truncate(int64(size)); err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 // setKey applies one key=value of Set to c.
@@ -78,6 +112,12 @@ func setKey(c *Config, k, v string) error {
 			return fmt.Errorf("memory=%s: %v", v, err)
 		}
 		c.MemoryBytes = b / MiB * MiB
+	case "disk":
+		b, err := ParseSize(v)
+		if err != nil {
+			return fmt.Errorf("disk=%s: %v", v, err)
+		}
+		c.DiskBytes = b
 	case "kernel":
 		if v == "" {
 			c.Kernel = ""
@@ -134,7 +174,7 @@ func setKey(c *Config, k, v string) error {
 		}
 		c.MemoryReclaim = string(mode)
 	default:
-		return fmt.Errorf("unknown setting %q: machine set takes cpus=N, memory=SIZE, kernel=PATH, home-mount=rw|ro|none, mounts=HOST[:GUEST][:ro],..., file-events=on|off, publish=[HOST_IP:]HOST_PORT:GUEST_PORT,..., port-forwarding=on|off, memory-reclaim=off|gradual|aggressive", k)
+		return fmt.Errorf("unknown setting %q: machine set takes cpus=N, memory=SIZE, disk=SIZE, kernel=PATH, home-mount=rw|ro|none, mounts=HOST[:GUEST][:ro],..., file-events=on|off, publish=[HOST_IP:]HOST_PORT:GUEST_PORT,..., port-forwarding=on|off, memory-reclaim=off|gradual|aggressive", k)
 	}
 	return nil
 }

@@ -54,8 +54,11 @@ func Run(ctx context.Context, s *Server) error {
 // session the agent waits for a Hello (polling every 50 ms while reads
 // report io.EOF, as a virtio-serial port does while its host end is
 // closed), answers it, serves a yamux session, and when the session ends
-// closes the channel and opens it again. It returns ctx's error.
+// closes the channel and opens it again. On the first channel it writes
+// proto.AgentStarted first, which ends a session the host may still hold with
+// an agent that ran before this one. It returns ctx's error.
 func (s *Server) ServeChannel(ctx context.Context, open func() (io.ReadWriteCloser, error)) error {
+	first := true
 	for ctx.Err() == nil {
 		ch, err := open()
 		if err != nil {
@@ -65,6 +68,14 @@ func (s *Server) ServeChannel(ctx context.Context, open func() (io.ReadWriteClos
 			log.Printf("opening channel: %v", err)
 			sleep(ctx, time.Second)
 			continue
+		}
+		if first {
+			first = false
+			// A virtio-serial write blocks until the host end is
+			// connected, which the handshake needs anyway.
+			if _, err := io.WriteString(ch, proto.AgentStarted); err != nil {
+				log.Printf("announcing the agent: %v", err)
+			}
 		}
 		stop := context.AfterFunc(ctx, func() { ch.Close() })
 		s.serveSession(ctx, ch)

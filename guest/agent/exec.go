@@ -461,6 +461,7 @@ func (s *Server) start(cmd *exec.Cmd) (func() proto.ExitStatus, error) {
 		if err != nil {
 			return nil, err
 		}
+		unprotect(cmd.Process)
 		return func() proto.ExitStatus {
 			ws := <-ch
 			cmd.Process.Release()
@@ -470,6 +471,7 @@ func (s *Server) start(cmd *exec.Cmd) (func() proto.ExitStatus, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
+	unprotect(cmd.Process)
 	return func() proto.ExitStatus {
 		err := cmd.Wait()
 		if cmd.ProcessState == nil {

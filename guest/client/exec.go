@@ -186,6 +186,12 @@ func startCall(conn net.Conn, br *bufio.Reader, req *proto.ExecRequest, stdout, 
 	}
 }
 
+// ErrLost is wrapped by the error of a process whose stream ended before
+// its exit status arrived: the connection to the agent (or to the
+// supervisor that relays it) broke while the process ran, so it may still
+// be running in the guest.
+var ErrLost = errors.New("stream ended before exit")
+
 func (p *Process) readFrames(br *bufio.Reader, stdout, stderr io.Writer) {
 	defer close(p.done)
 	defer p.conn.Close()
@@ -196,7 +202,7 @@ func (p *Process) readFrames(br *bufio.Reader, stdout, stderr io.Writer) {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
-			p.err = fmt.Errorf("agent exec: stream ended before exit: %w", err)
+			p.err = fmt.Errorf("agent exec: %w: %w", ErrLost, err)
 			return
 		}
 		switch t {

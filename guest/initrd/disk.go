@@ -4,6 +4,7 @@ package initrd
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log"
@@ -11,6 +12,8 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/machinetop/machinetop/guest/proto"
 )
@@ -191,4 +194,73 @@ func tail(s string, max int) string {
 		return s
 	}
 	return s[len(s)-max:]
+}
+
+// growRoot grows the mounted filesystem on dev to the device's size
+// when the device is larger (the host grew the disk file: `machine set
+// disk=`), with resize2fs online. A kit without resize2fs, or a failed
+// resize, leaves the filesystem as it was and is logged.
+func growRoot(dev string) {
+	devBytes, err := deviceBytes(dev)
+	if err != nil {
+		log.Printf("root disk size: %v", err)
+		return
+	}
+	fsBytes, err := superblockBytes(dev)
+	if err != nil {
+		log.Printf("root filesystem size: %v", err)
+		return
+	}
+	// resize2fs rounds to whole block groups' worth of metadata; a
+	// difference under a MiB is not worth a resize.
+	if devBytes <= fsBytes+1<<20 {
+		return
+	}
+	if _, err := os.Stat(proto.Resize2fs); err != nil {
+		log.Printf("the disk grew to %d MiB but the kit has no resize2fs: the filesystem stays at %d MiB", devBytes>>20, fsBytes>>20)
+		return
+	}
+	start := time.Now()
+	code, out, err := runTool(proto.Resize2fs, dev)
+	if err != nil || code != 0 {
+		log.Printf("growing the root filesystem from %d to %d MiB: resize2fs exit %d, %v: %s", fsBytes>>20, devBytes>>20, code, err, strings.TrimSpace(out))
+		return
+	}
+	log.Printf("grew the root filesystem from %d to %d MiB in %v", fsBytes>>20, devBytes>>20, time.Since(start).Round(time.Millisecond))
+}
+
+// deviceBytes returns a block device's size in bytes.
+func deviceBytes(dev string) (uint64, error) {
+	f, err := os.Open(dev)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	n, err := unix.IoctlGetUint64(int(f.Fd()), unix.BLKGETSIZE64)
+	return n, err
+}
+
+// superblockBytes returns the size of the ext4 filesystem on dev, read
+// from its superblock (1024 bytes at offset 1024; ext4's disk layout):
+// the block count (s_blocks_count_lo at 4, s_blocks_count_hi at 0x150
+// with the 64bit feature, INCOMPAT 0x80 at 0x60) times the block size
+// (1024 << s_log_block_size at 24).
+func superblockBytes(dev string) (uint64, error) {
+	f, err := os.Open(dev)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sb := make([]byte, 1024)
+	if _, err := f.ReadAt(sb, 1024); err != nil {
+		return 0, err
+	}
+	if binary.LittleEndian.Uint16(sb[0x38:]) != 0xef53 {
+		return 0, fmt.Errorf("%s: no ext4 superblock", dev)
+	}
+	blocks := uint64(binary.LittleEndian.Uint32(sb[4:]))
+	if binary.LittleEndian.Uint32(sb[0x60:])&0x80 != 0 {
+		blocks |= uint64(binary.LittleEndian.Uint32(sb[0x150:])) << 32
+	}
+	return blocks << (10 + binary.LittleEndian.Uint32(sb[24:])), nil
 }

@@ -11,6 +11,7 @@ package initrd
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -66,6 +67,7 @@ func Main() {
 	if err := unix.Mount(rootDev, newRoot, "ext4", 0, "noinit_itable"); err != nil {
 		fatal("mounting %s: %v", rootDev, err)
 	}
+	growRoot(rootDev)
 	if _, err := os.Stat(newRoot + proto.PopulatedMarker); err != nil {
 		populate()
 	}
@@ -389,7 +391,9 @@ func hostsWithName(content, name string) (string, bool) {
 }
 
 // installAgent copies this binary to proto.AgentInstallPath on the root
-// disk (mode 0755), replacing an older copy atomically.
+// disk (mode 0755), replacing an older copy atomically. A copy with the
+// same size and SHA-256 is left as it is, so a boot needs no free space on
+// the root disk (a full disk still boots).
 func installAgent() error {
 	src, err := os.Open("/proc/self/exe")
 	if err != nil {
@@ -397,6 +401,15 @@ func installAgent() error {
 	}
 	defer src.Close()
 	dst := newRoot + proto.AgentInstallPath
+	if sameFile(src, dst) {
+		if _, err := src.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		return os.Chmod(dst, 0o755)
+	}
+	if _, err := src.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
@@ -416,6 +429,30 @@ func installAgent() error {
 		return err
 	}
 	return os.Rename(tmp, dst)
+}
+
+// sameFile reports whether the file at path has src's size and SHA-256
+// (it reads src to its end).
+func sameFile(src *os.File, path string) bool {
+	fi, err := os.Lstat(path)
+	si, serr := src.Stat()
+	if err != nil || serr != nil || !fi.Mode().IsRegular() || fi.Size() != si.Size() {
+		return false
+	}
+	hash := func(r io.Reader) []byte {
+		h := sha256.New()
+		if _, err := io.Copy(h, r); err != nil {
+			return nil
+		}
+		return h.Sum(nil)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	a, b := hash(src), hash(f)
+	return a != nil && bytes.Equal(a, b)
 }
 
 // switchRoot moves /dev, /proc and /sys onto the root disk and makes it

@@ -34,12 +34,14 @@ const (
 	ModulesOrder = "/modules/order"
 	ModulesVer   = "/modules/version"
 
-	// ToolsLib holds the tools' shared libraries; Mke2fs and E2fsck are
-	// the tools; Mke2fsConfig and E2fsckConfig their configuration files
+	// ToolsLib holds the tools' shared libraries; Mke2fs, E2fsck and
+	// Resize2fs (which grows the root filesystem after `machine set
+	// disk=`) are the tools; Mke2fsConfig and E2fsckConfig their configuration files
 	// (the paths they read by default, and MKE2FS_CONFIG, E2FSCK_CONFIG).
 	ToolsLib     = "/tools/lib"
 	Mke2fs       = "/tools/bin/mke2fs"
 	E2fsck       = "/tools/bin/e2fsck"
+	Resize2fs    = "/tools/bin/resize2fs"
 	Mke2fsConfig = "/etc/mke2fs.conf"
 	E2fsckConfig = "/etc/e2fsck.conf"
 

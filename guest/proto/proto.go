@@ -43,6 +43,15 @@ const (
 	Ready = "MACHINETOP-READY "
 )
 
+// AgentStarted is the line an agent writes when it opens a reconnecting channel
+// (a virtio-serial port) for the first time since it started. A host that
+// still holds a session with an earlier agent process (one that was
+// killed; a virtio-serial port does not tell the host its guest end
+// closed) reads it as a yamux frame with a bad version byte, which ends
+// that session at once, so the host reconnects instead of waiting for its
+// keepalive to time out. A host in the handshake discards it.
+const AgentStarted = "MACHINETOP-STARTED\n"
+
 // PortName is the virtio-serial port name the guest looks for in
 // /sys/class/virtio-ports/*/name; VsockPort is the vsock port the guest agent
 // listens on where the host has vsock (vz).

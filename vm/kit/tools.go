@@ -30,10 +30,11 @@ import (
 const toolsPackage = "e2fsprogs"
 
 // guestTools maps each program the initramfs carries (proto.Mke2fs,
-// proto.E2fsck) to its path in toolsPackage's data.tar.
+// proto.E2fsck, proto.Resize2fs) to its path in toolsPackage's data.tar.
 var guestTools = map[string]string{
-	proto.Mke2fs: "sbin/mke2fs",
-	proto.E2fsck: "sbin/e2fsck",
+	proto.Mke2fs:    "sbin/mke2fs",
+	proto.E2fsck:    "sbin/e2fsck",
+	proto.Resize2fs: "sbin/resize2fs",
 }
 
 // toolsConfig is toolsPackage's mke2fs.conf(5), carried as

@@ -7,7 +7,9 @@
 // Usage:
 //
 //	/init                      as the kernel's first process (argv[0] "/init")
-//	machinetop-guest agent     serve the host on the agent channels, holding
+//	machinetop-guest agent     keep "serve" running: start it again whenever it
+//	                           ends (what /init starts beside the image's init)
+//	machinetop-guest serve     serve the host on the agent channels, holding
 //	                           commands until the image's init is ready
 //	machinetop-guest pid1      be PID 1 (no init in the image) and serve the host
 //	machinetop-guest --version print the build's version, as the agent reports it
@@ -48,6 +50,16 @@ func main() {
 		log.SetPrefix("machinetop-agent: ")
 		ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
 		defer stop()
+		self, err := os.Executable()
+		if err != nil {
+			self = os.Args[0]
+		}
+		agent.Keep(ctx, []string{self, "serve"})
+	case cmd == "serve":
+		log.SetFlags(0)
+		log.SetPrefix("machinetop-agent: ")
+		ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
+		defer stop()
 		// /init starts the agent just before it execs the image's init,
 		// so the bound counts from boot.
 		gate := ready.Watch(ctx, "/", ready.Detect("/"), ready.Bound)
@@ -60,7 +72,7 @@ func main() {
 		// The kernel passes unknown boot parameters as arguments.
 		initrd.Main()
 	default:
-		fmt.Fprintln(os.Stderr, "usage: machinetop-guest agent|pid1|--version (or run as the initramfs /init)")
+		fmt.Fprintln(os.Stderr, "usage: machinetop-guest agent|serve|pid1|--version (or run as the initramfs /init)")
 		os.Exit(2)
 	}
 }
