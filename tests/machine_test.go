@@ -279,6 +279,12 @@ func testLifecycle(t *testing.T, e *env, image, name string, systemd bool) {
 	if m.Lease == nil || m.Lease.Address != m.IP+"/24" || m.Lease.Gateway != "192.168.127.1" || !strings.HasPrefix(m.IP, "192.168.127.") {
 		t.Fatalf("inspect: address %q, lease %+v; want the lease's address on the machine network", m.IP, m.Lease)
 	}
+	// Its own name resolves in it through the machine network's DNS, also
+	// in an image that carries its build host's resolv.conf (debootstrap
+	// leaves one).
+	if out := e.mustRun(name, "sh", "-c", "getent hosts "+name+".machine || nslookup "+name+".machine"); !strings.Contains(out, m.IP) {
+		t.Fatalf("%s.machine does not resolve to %s in the machine:\n%s", name, m.IP, out)
+	}
 	ls := e.must("machine", "ls")
 	if !strings.Contains(ls, name) || !strings.Contains(ls, "running") || !strings.Contains(ls, m.IP) {
 		t.Fatalf("machine ls does not show %s running with its IP:\n%s", name, ls)

@@ -68,7 +68,9 @@ func Main() {
 		fatal("mounting %s: %v", rootDev, err)
 	}
 	growRoot(rootDev)
-	if _, err := os.Stat(newRoot + proto.PopulatedMarker); err != nil {
+	_, err = os.Stat(newRoot + proto.PopulatedMarker)
+	firstBoot := err != nil
+	if firstBoot {
 		populate()
 	}
 
@@ -76,7 +78,7 @@ func Main() {
 	if name != "" {
 		setHostname(name)
 	}
-	if err := configureNetwork(name); err != nil {
+	if err := configureNetwork(name, firstBoot); err != nil {
 		log.Printf("network: %v", err)
 	}
 	if err := installAgent(); err != nil {

@@ -22,9 +22,9 @@ const dhcpWait = 15 * time.Second
 // configureNetwork brings lo and the first Ethernet interface up and
 // configures the interface by DHCP (sending hostname), records the lease
 // in proto.LeaseFile on the root disk for the agent, which renews it, and
-// writes the lease's name servers to /etc/resolv.conf when that is
-// missing, empty or a dangling symlink.
-func configureNetwork(hostname string) error {
+// writes the lease's name servers to /etc/resolv.conf (see
+// writeResolvConf; firstBoot is whether the image was just unpacked).
+func configureNetwork(hostname string, firstBoot bool) error {
 	leaseFile := newRoot + proto.LeaseFile
 	os.Remove(leaseFile) // an earlier boot's
 	ctx, cancel := context.WithTimeout(context.Background(), dhcpWait)
@@ -56,15 +56,23 @@ func configureNetwork(hostname string) error {
 	if len(dns) == 0 {
 		return errors.New("the DHCP lease names no DNS server")
 	}
-	writeResolvConf(dns, l.Search())
+	writeResolvConf(newRoot, dns, l.Search(), firstBoot)
 	return nil
 }
 
-// writeResolvConf writes resolv.conf(5) with the name servers and search
-// domains given, unless the image's own file is usable: a non-empty file,
-// or a working link (e.g. to systemd-resolved's file).
-func writeResolvConf(dns, search []string) {
-	p := newRoot + "/etc/resolv.conf"
+// resolvMarker opens the resolv.conf that writeResolvConf writes.
+const resolvMarker = "# machinetop: from this boot's DHCP lease; delete this line to keep a file of your own\n"
+
+// writeResolvConf writes root's /etc/resolv.conf(5) with the name servers
+// and search domains given (the machine network's, which resolve
+// NAME.machine and forward the rest to the host's resolver). It keeps a
+// working link (e.g. to systemd-resolved's file) and a file the user
+// wrote; it replaces a missing, empty or dangling one, one it wrote at an
+// earlier boot (resolvMarker), and, at the first boot (firstBoot), the
+// image's own copy, which is the build host's (debootstrap and docker
+// build leave theirs behind) and cannot resolve machines.
+func writeResolvConf(root string, dns, search []string, firstBoot bool) {
+	p := root + "/etc/resolv.conf"
 	fi, err := os.Lstat(p)
 	if err == nil {
 		if fi.Mode()&os.ModeSymlink != 0 {
@@ -72,16 +80,19 @@ func writeResolvConf(dns, search []string) {
 				if !filepath.IsAbs(target) {
 					target = filepath.Join("/etc", target)
 				}
-				if _, err := os.Stat(newRoot + filepath.Clean(target)); err == nil {
+				if _, err := os.Stat(root + filepath.Clean(target)); err == nil {
 					return
 				}
 			}
-		} else if fi.Size() > 0 {
-			return
+		} else if fi.Size() > 0 && !firstBoot {
+			if b, err := os.ReadFile(p); err != nil || !strings.HasPrefix(string(b), resolvMarker) {
+				return
+			}
 		}
 		os.Remove(p)
 	}
 	var b strings.Builder
+	b.WriteString(resolvMarker)
 	for _, d := range dns {
 		b.WriteString("nameserver " + d + "\n")
 	}
