@@ -28,8 +28,11 @@ const SuperviseCommand = "__supervise"
 const DefaultStartTimeout = 10 * time.Minute
 
 // DefaultStopTimeout is how long Stop waits for the guest to power off
-// before it kills the VM: 10 s, as Apple's container machine.
-const DefaultStopTimeout = 10 * time.Second
+// before it kills the VM: 30 s. Apple's container machine waits 10 s, but
+// a systemd guest under emulation (TCG) on a busy host takes longer than
+// that to shut down, and a killed guest's next boot must replay its
+// journal.
+const DefaultStopTimeout = 30 * time.Second
 
 // run returns cfg's runtime directory.
 func (m *Manager) run(cfg *Config) (layout.Run, error) { return layout.RunFor(cfg.ID) }
