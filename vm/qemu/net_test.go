@@ -37,7 +37,7 @@ func TestSubnet(t *testing.T) {
 		if err != nil || got != c.want {
 			t.Errorf("Net %q, $%s %q: %q %v, want %q", c.field, NetEnv, c.env, got, err, c.want)
 		}
-		args := "-netdev " + netdev(&driver.Spec{Name: "x"}, got)
+		args := "-netdev " + netdev(got)
 		wantNet := "-netdev user,id=net0"
 		if c.want != "" {
 			wantNet += ",net=" + c.want

@@ -353,7 +353,7 @@ func (b *Backend) command(spec *driver.Spec, accel string, fsConns []*os.File) (
 			"-device", "virtio-net-pci,netdev=net0,romfile=,mac="+spec.MAC)
 	} else {
 		l.args = append(l.args,
-			"-netdev", netdev(spec, subnet),
+			"-netdev", netdev(subnet),
 			// romfile= drops the iPXE option ROM: we boot the kernel directly and
 			// the ROM costs about a second under TCG.
 			"-device", "virtio-net-pci,netdev=net0,romfile=")
@@ -435,7 +435,7 @@ func (b *Backend) subnet() (string, error) {
 // netdev is QEMU user-mode networking on subnet (QEMU's default when "").
 // It forwards no port: SSH and the guest's ports reach the host through
 // the agent channel (vm/portfwd).
-func netdev(spec *driver.Spec, subnet string) string {
+func netdev(subnet string) string {
 	n := "user,id=net0"
 	if subnet != "" {
 		n += ",net=" + subnet
