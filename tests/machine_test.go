@@ -69,9 +69,9 @@ func asOrdinaryUser(t *testing.T, pattern string) {
 		t.Skip("already the ordinary-user pass")
 	}
 	if os.Getuid() != 0 {
-		t.Skip("running as an ordinary user already: TestMachines covers it")
+		t.Skip("running as an ordinary user already: the tests ran as that user")
 	}
-	runAsOrdinaryUser(t, "^TestMachines$")
+	runAsOrdinaryUser(t, pattern)
 }
 
 // runAsOrdinaryUser runs the tests matching pattern in this test binary as

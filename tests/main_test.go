@@ -17,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/machinetop/machinetop/vm/layout"
 )
 
 // Environment shared with the ordinary-user pass (set by the root pass).
@@ -144,6 +146,11 @@ func newEnv(t *testing.T) *env {
 		// Stop whatever the test left running, then remove the data.
 		out, _, _ := e.mt(nil, "machine", "ls", "-q")
 		for _, n := range strings.Fields(out) {
+			if t.Failed() {
+				// Removing the machine removes its logs: keep their
+				// ends in the test's output.
+				e.logTail(n)
+			}
 			e.mt(nil, "machine", "rm", "-f", n)
 		}
 		if *keepDir || t.Failed() {
@@ -156,6 +163,23 @@ func newEnv(t *testing.T) *env {
 		}
 	})
 	return e
+}
+
+// logTail logs the last lines of machine name's supervisor and console
+// logs.
+func (e *env) logTail(name string) {
+	dir := layout.Data{Root: e.data}.Machine(name)
+	for _, f := range []string{dir.SupervisorLog(), dir.ConsoleLog()} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+		if len(lines) > 40 {
+			lines = lines[len(lines)-40:]
+		}
+		e.t.Logf("%s of %s, last %d lines:\n%s", filepath.Base(f), name, len(lines), strings.Join(lines, "\n"))
+	}
 }
 
 // mt runs the machinetop binary with stdin and returns stdout, stderr and

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -119,9 +120,11 @@ func (m *Manager) StartProgress(ctx context.Context, cfg *Config, onStage func(s
 		var result error
 		first, stale := true, false
 		werr := control.Watch(ctx, run.Control(), func(st *control.Status) bool {
-			if onStage != nil && st.Stage != "" && st.Stage != lastStage {
+			if st.Stage != "" && st.Stage != lastStage {
 				lastStage = st.Stage
-				onStage(st.Stage)
+				if onStage != nil {
+					onStage(st.Stage)
+				}
 			}
 			defer func() { first = false }()
 			switch {
@@ -157,7 +160,7 @@ func (m *Manager) StartProgress(ctx context.Context, cfg *Config, onStage func(s
 			return result
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("starting %s: %w; see `machinetop machine logs %s`", cfg.Name, ctx.Err(), cfg.Name)
+			return m.startTimeout(ctx, cfg.Name, lastStage)
 		}
 		select {
 		case err := <-exited:
@@ -169,7 +172,7 @@ func (m *Manager) StartProgress(ctx context.Context, cfg *Config, onStage func(s
 			}
 			return m.startFailure(cfg.Name, err)
 		case <-ctx.Done():
-			return fmt.Errorf("starting %s: %w; see `machinetop machine logs %s`", cfg.Name, ctx.Err(), cfg.Name)
+			return m.startTimeout(ctx, cfg.Name, lastStage)
 		case <-time.After(10 * time.Millisecond):
 			// Not listening yet (just spawned), or it went away.
 		}
@@ -236,6 +239,60 @@ func (m *Manager) startFailure(name string, err error) error {
 		msg += "; see " + m.SupervisorLog(name)
 	}
 	return fmt.Errorf("starting %s: %w: %s", name, ErrStartFailed, msg)
+}
+
+// startTimeout is the error of a start whose ctx ended before the agent
+// answered: it wraps ctx.Err() and names the boot stage the supervisor
+// last reported and the console's last line, which is where a boot that
+// hangs is seen (a kernel panic, a stuck unit, an init that never starts
+// the agent).
+func (m *Manager) startTimeout(ctx context.Context, name, stage string) error {
+	msg := fmt.Sprintf("starting %s: %v", name, ctx.Err())
+	if stage != "" {
+		msg += fmt.Sprintf(" (last stage: %s)", stage)
+	}
+	if last := m.ConsoleTail(name, 1); len(last) == 1 {
+		msg += fmt.Sprintf("; the console's last line: %q", last[0])
+	}
+	return fmt.Errorf("%s; see `machinetop machine logs %s`: %w", msg, name, ctx.Err())
+}
+
+// ConsoleTail returns up to n last non-empty lines of the console log of
+// machine name, oldest first, read from the log's final 16 KiB with
+// control characters dropped; nil when there is no log. Callers that
+// remove a machine whose boot failed use it to keep the boot's end.
+func (m *Manager) ConsoleTail(name string, n int) []string {
+	return consoleTail(m.Dir(name).ConsoleLog(), n)
+}
+
+func consoleTail(path string, n int) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	const window = 16 << 10
+	buf := make([]byte, window)
+	off := int64(0)
+	if fi, err := f.Stat(); err == nil && fi.Size() > window {
+		off = fi.Size() - window
+	}
+	k, _ := f.ReadAt(buf, off)
+	var out []string
+	lines := strings.Split(string(buf[:k]), "\n")
+	for i := len(lines) - 1; i >= 0 && len(out) < n; i-- {
+		line := strings.TrimSpace(strings.Map(func(r rune) rune {
+			if r < ' ' || r == 0x7f {
+				return -1
+			}
+			return r
+		}, lines[i]))
+		if line != "" {
+			out = append(out, line)
+		}
+	}
+	slices.Reverse(out)
+	return out
 }
 
 // supervisorStartMark starts the line spawn writes to supervisor.log

@@ -531,3 +531,21 @@ func TestDeleteStopsARunningMachine(t *testing.T) {
 		t.Errorf("runtime directory after Delete: %v", err)
 	}
 }
+
+func TestStartThatTimesOutNamesTheStageAndTheConsole(t *testing.T) {
+	// The VM runs, but its agent never answers within the start's time.
+	h := newHarness(t, fake.Script{Features: fake.DefaultFeatures(), BootDelay: time.Minute})
+	cfg := h.create("m1")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	err := h.m.Start(ctx, cfg)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Start: %v, want a deadline error", err)
+	}
+	msg := errString(err)
+	for _, want := range []string{"last stage: booting", `the console's last line: "fake: booting m1`, "machinetop machine logs m1"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("the timeout error lacks %q: %s", want, msg)
+		}
+	}
+}

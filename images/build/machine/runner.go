@@ -245,6 +245,14 @@ func (r *Runner) create(ctx context.Context, base v1.Image, output io.Writer) (*
 	}
 	r.made = append(r.made, name)
 	if err := r.Manager.Start(ctx, cfg); err != nil {
+		// The builder is removed with the build, and its logs with it:
+		// the build log keeps the end of its boot.
+		if tail := r.Manager.ConsoleTail(name, 20); len(tail) > 0 {
+			fmt.Fprintf(output, "the builder's console, last %d lines:\n", len(tail))
+			for _, l := range tail {
+				fmt.Fprintf(output, "  %s\n", l)
+			}
+		}
 		return nil, fmt.Errorf("starting builder machine: %w", err)
 	}
 	ag := r.Manager.Agent(cfg)
