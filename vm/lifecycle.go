@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/charmbracelet/x/ansi"
 	"github.com/gofrs/flock"
 
 	"github.com/machinetop/machinetop/guest/client"
@@ -259,7 +260,7 @@ func (m *Manager) startTimeout(ctx context.Context, name, stage string) error {
 
 // ConsoleTail returns up to n last non-empty lines of the console log of
 // machine name, oldest first, read from the log's final 16 KiB with
-// control characters dropped; nil when there is no log. Callers that
+// escape sequences and control characters dropped; nil when there is no log. Callers that
 // remove a machine whose boot failed use it to keep the boot's end.
 func (m *Manager) ConsoleTail(name string, n int) []string {
 	return consoleTail(m.Dir(name).ConsoleLog(), n)
@@ -280,13 +281,18 @@ func consoleTail(path string, n int) []string {
 	k, _ := f.ReadAt(buf, off)
 	var out []string
 	lines := strings.Split(string(buf[:k]), "\n")
+	if off > 0 {
+		lines = lines[1:] // the window starts inside a line
+	}
 	for i := len(lines) - 1; i >= 0 && len(out) < n; i-- {
+		// The firmware and the guest write escape sequences (clear
+		// screen, no wrap) to the serial console: a message shows none.
 		line := strings.TrimSpace(strings.Map(func(r rune) rune {
 			if r < ' ' || r == 0x7f {
 				return -1
 			}
 			return r
-		}, lines[i]))
+		}, ansi.Strip(lines[i])))
 		if line != "" {
 			out = append(out, line)
 		}
