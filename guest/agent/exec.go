@@ -457,21 +457,23 @@ func (e *execution) signal(sig int) {
 // its exit status.
 func (s *Server) start(cmd *exec.Cmd) (func() proto.ExitStatus, error) {
 	if s.reaper != nil {
-		ch, err := s.reaper.start(cmd)
+		var ch <-chan syscall.WaitStatus
+		err := startUnprotected(func() (err error) {
+			ch, err = s.reaper.start(cmd)
+			return err
+		})
 		if err != nil {
 			return nil, err
 		}
-		unprotect(cmd.Process)
 		return func() proto.ExitStatus {
 			ws := <-ch
 			cmd.Process.Release()
 			return exitStatus(ws)
 		}, nil
 	}
-	if err := cmd.Start(); err != nil {
+	if err := startUnprotected(cmd.Start); err != nil {
 		return nil, err
 	}
-	unprotect(cmd.Process)
 	return func() proto.ExitStatus {
 		err := cmd.Wait()
 		if cmd.ProcessState == nil {

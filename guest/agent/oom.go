@@ -4,12 +4,13 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log"
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -34,17 +35,46 @@ func setOOMScore(pid, score int) error {
 	return os.WriteFile("/proc/"+strconv.Itoa(pid)+"/oom_score_adj", []byte(strconv.Itoa(score)+"\n"), 0)
 }
 
-// unprotect gives a command the agent started the kernel's default OOM
-// score instead of the agent's inherited -1000. It runs right after the
-// start returned: os/exec's start returns once the child has executed the
-// program, so only the program's first instructions run with the agent's
-// score. A child that cannot be given its score is killed rather than
-// left immune.
-func unprotect(p *os.Process) {
-	if err := setOOMScore(p.Pid, oomScoreCommand); err != nil && !os.IsNotExist(err) && !errors.Is(err, syscall.ESRCH) {
-		log.Printf("resetting the OOM score of process %d: %v (killing it)", p.Pid, err)
-		p.Kill()
+// spawnMu serialises the starts of commands, during which the agent's own
+// score is the commands' (see startUnprotected).
+var spawnMu sync.Mutex
+
+// startUnprotected runs start (which forks and executes a command) with
+// the agent's own OOM score set to the kernel's default, and restores the
+// agent's score afterwards: a child inherits its parent's score at fork, so
+// the command runs with the default from its first instruction (resetting
+// the child's score after the start would leave it immune for as long as
+// it took, and a program that reads its score at once would see the
+// agent's). The agent is exposed only for the fork and exec themselves,
+// and then with the default score and an agent's small memory. Restoring
+// a negative score needs CAP_SYS_RESOURCE, which a process that had one
+// holds; a failure to reset or restore is logged, not fatal.
+func startUnprotected(start func() error) error {
+	spawnMu.Lock()
+	defer spawnMu.Unlock()
+	own, err := ownOOMScore()
+	if err != nil || own == oomScoreCommand {
+		return start()
 	}
+	if err := setOOMScore(os.Getpid(), oomScoreCommand); err != nil {
+		log.Printf("giving a command the default OOM score: %v", err)
+		return start()
+	}
+	defer func() {
+		if err := setOOMScore(os.Getpid(), own); err != nil {
+			log.Printf("restoring the agent's OOM score %d: %v", own, err)
+		}
+	}()
+	return start()
+}
+
+// ownOOMScore reads the calling process's oom_score_adj.
+func ownOOMScore() (int, error) {
+	b, err := os.ReadFile("/proc/self/oom_score_adj")
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
 }
 
 // Keep backoff: how long Keep waits before it starts the agent again, the
