@@ -12,6 +12,7 @@
 package control
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -284,8 +285,9 @@ func Dial(ctx context.Context, path string, req Request) (net.Conn, *Response, e
 		}
 		return nil, nil, err
 	}
+	bc := &bufferedConn{Conn: c, br: bufio.NewReader(c)}
 	var resp Response
-	if err := ReadLine(c, &resp); err != nil {
+	if err := readLine(bc.br, &resp); err != nil {
 		c.Close()
 		if closedByPeer(err) {
 			return nil, nil, fmt.Errorf("%w: the supervisor closed the connection", ErrNotRunning)
@@ -297,7 +299,39 @@ func Dial(ctx context.Context, path string, req Request) (net.Conn, *Response, e
 		c.Close()
 		return nil, nil, resp.Error
 	}
-	return c, &resp, nil
+	return bc, &resp, nil
+}
+
+// bufferedConn is a connection whose reads drain br first: the bytes
+// that arrived with the response line and were read along with it (the
+// agent's, for OpAgent), then the connection's.
+type bufferedConn struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.br.Read(p) }
+
+// readLine reads one JSON line of at most 64 KiB into v from br.
+func readLine(br *bufio.Reader, v any) error {
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		line = append(line, chunk...)
+		if len(line) > 1<<16 {
+			return fmt.Errorf("%w: control line too long", ErrBadRequest)
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(line, v); err != nil {
+			return fmt.Errorf("%w: %v", ErrBadRequest, err)
+		}
+		return nil
+	}
 }
 
 // closedByPeer reports whether err means the supervisor closed the
@@ -334,7 +368,7 @@ func Watch(ctx context.Context, path string, fn func(*Status) bool) error {
 			return nil
 		}
 		resp = &Response{}
-		if err := ReadLine(c, resp); err != nil {
+		if err := readLine(c.(*bufferedConn).br, resp); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -347,8 +381,10 @@ func Watch(ctx context.Context, path string, fn func(*Status) bool) error {
 }
 
 // ReadLine reads one JSON line into v, up to and including '\n', one byte
-// at a time so that nothing after the line is consumed (for OpAgent the
-// agent's bytes follow it). Lines are limited to 64 KiB.
+// at a time so that nothing after the line is consumed: the supervisor
+// reads a request this way, since what follows it belongs to the op.
+// Lines are limited to 64 KiB. (Dial, whose caller gets the connection
+// back, reads its response through a buffer it hands on instead.)
 func ReadLine(c io.Reader, v any) error {
 	var line []byte
 	b := make([]byte, 1)
