@@ -208,13 +208,11 @@ func fieldNames(t reflect.Type) []string {
 	if t == nil || t.Kind() != reflect.Struct {
 		return nil
 	}
+	// VisibleFields leaves out a promoted field that an outer one of
+	// the same name shadows (the template cannot reach it either).
 	var out []string
-	for i := range t.NumField() {
-		sf := t.Field(i)
-		switch {
-		case sf.Anonymous:
-			out = append(out, fieldNames(sf.Type)...)
-		case sf.IsExported():
+	for _, sf := range reflect.VisibleFields(t) {
+		if !sf.Anonymous && sf.IsExported() {
 			out = append(out, sf.Name)
 		}
 	}

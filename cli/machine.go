@@ -315,11 +315,21 @@ func newStartCmd() *cobra.Command {
 func newStopCmd() *cobra.Command {
 	var timeout time.Duration
 	c := simpleCmd("stop", "Shut a machine down (killed after --timeout)", func(cmd *cobra.Command, m *vm.Manager, cfg *vm.Config) error {
-		return m.Stop(cmd.Context(), cfg, timeout)
+		return stopSaying(cmd, m, cfg, timeout)
 	})
 	c.Flags().DurationVarP(&timeout, "timeout", "t", vm.DefaultStopTimeout, "how long (a `DURATION`) to wait for the guest to power off before killing it")
 	c.RegisterFlagCompletionFunc("timeout", completeNothing)
 	return c
+}
+
+// stopSaying stops cfg's machine and says on stderr when it had to be
+// killed, which a user would otherwise not learn.
+func stopSaying(cmd *cobra.Command, m *vm.Manager, cfg *vm.Config, timeout time.Duration) error {
+	killed, err := m.StopReporting(cmd.Context(), cfg, timeout)
+	if killed {
+		fmt.Fprintf(cmd.ErrOrStderr(), "machinetop: %s did not power off within %v and was killed; its disk is checked at the next start (-t gives it longer)\n", cfg.Name, timeout)
+	}
+	return err
 }
 
 func newRestartCmd() *cobra.Command {
@@ -328,7 +338,7 @@ func newRestartCmd() *cobra.Command {
 		if err := prepareBoot(cmd); err != nil {
 			return err
 		}
-		if err := m.Stop(cmd.Context(), cfg, timeout); err != nil {
+		if err := stopSaying(cmd, m, cfg, timeout); err != nil {
 			return err
 		}
 		return startShowing(cmd.Context(), cmd, m, cfg)

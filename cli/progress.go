@@ -92,9 +92,9 @@ func (v *plainView) event(e progress.Event) {
 		}
 	case progress.KindDone:
 		fmt.Fprintf(v.w, "DONE %s\n", e.Digest)
-	case progress.KindError:
-		fmt.Fprintf(v.w, "ERROR %s\n", e.Error)
 	}
+	// KindError prints nothing: the command's own error line, which
+	// follows, says the same.
 }
 
 func (v *plainView) close() {}

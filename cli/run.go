@@ -170,6 +170,13 @@ func runInMachine(cmd *cobra.Command, args []string, o *runOptions) error {
 	if st.Error != "" {
 		fmt.Fprintf(os.Stderr, "machinetop: %s\n", st.Error)
 	}
+	if st.Code == 127 && o.name == "" && cmd.ArgsLenAtDash() < 0 && len(args) > 1 {
+		// `run dev ls` ran "dev" in the default machine.
+		if _, err := m.Load(args[0]); err == nil {
+			fmt.Fprintf(os.Stderr, "machinetop: %s is the name of a machine: to run a command there, put -- after it: machinetop machine run %s -- %s\n",
+				args[0], args[0], strings.Join(args[1:], " "))
+		}
+	}
 	if st.Code != 0 {
 		return &ExitError{Code: st.Code}
 	}

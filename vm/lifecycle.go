@@ -369,44 +369,53 @@ func (m *Manager) spawn(cfg *Config) (<-chan error, error) {
 // Stopping a stopped machine is not an error; a stop already in progress
 // is waited for.
 func (m *Manager) Stop(ctx context.Context, cfg *Config, timeout time.Duration) error {
+	_, err := m.StopReporting(ctx, cfg, timeout)
+	return err
+}
+
+// StopReporting is Stop that also tells whether the guest had to be
+// killed: it did not power off within timeout (its disk is then checked
+// at the next start). killed is false when the error is not nil.
+func (m *Manager) StopReporting(ctx context.Context, cfg *Config, timeout time.Duration) (killed bool, err error) {
 	if !m.supervisorAlive(cfg.Name) {
 		if !m.orphanRunning(cfg) {
-			return nil
+			return false, nil
 		}
 		// A VM without a supervisor: attach one so the stop is clean.
 		if _, err := m.spawn(cfg); err != nil {
-			return err
+			return false, err
 		}
 	}
 	run, err := m.run(cfg)
 	if err != nil {
-		return err
+		return false, err
 	}
 	sctx, cancel := context.WithTimeout(ctx, timeout+30*time.Second)
 	defer cancel()
 	for {
-		_, err := control.Call(sctx, run.Control(), control.Request{Op: control.OpStop, Timeout: timeout})
+		resp, err := control.Call(sctx, run.Control(), control.Request{Op: control.OpStop, Timeout: timeout})
 		if err == nil || !errors.Is(err, ErrNotRunning) {
 			if err != nil {
-				return fmt.Errorf("stopping %s: %w", cfg.Name, err)
+				return false, fmt.Errorf("stopping %s: %w", cfg.Name, err)
 			}
+			killed = resp.Killed
 			break
 		}
 		// No socket: a supervisor just spawned, or one that is exiting.
 		if !m.supervisorAlive(cfg.Name) && !m.orphanRunning(cfg) {
-			return nil
+			return false, nil
 		}
 		select {
 		case <-sctx.Done():
-			return fmt.Errorf("stopping %s: the supervisor did not answer", cfg.Name)
+			return false, fmt.Errorf("stopping %s: the supervisor did not answer", cfg.Name)
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
 	// The VM is gone; the supervisor releases its lock as it exits.
 	if err := m.waitReleased(sctx, cfg.Name); err != nil {
-		return fmt.Errorf("stopping %s: %w", cfg.Name, err)
+		return false, fmt.Errorf("stopping %s: %w", cfg.Name, err)
 	}
-	return nil
+	return killed, nil
 }
 
 // waitReleased waits until the supervisor of the machine name has exited

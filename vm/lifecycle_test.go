@@ -81,8 +81,8 @@ func TestStartReturnsWhenAgentAnswersAndStopPowersOff(t *testing.T) {
 
 	// A cooperative guest powers off when asked: long before the timeout.
 	t0 = time.Now()
-	if err := h.m.Stop(context.Background(), cfg, 10*time.Second); err != nil {
-		t.Fatal(err)
+	if killed, err := h.m.StopReporting(context.Background(), cfg, 10*time.Second); err != nil || killed {
+		t.Fatalf("Stop of a cooperative guest: killed %v, %v", killed, err)
 	}
 	if took := time.Since(t0); took > 5*time.Second {
 		t.Errorf("Stop of a cooperative guest took %v", took)
@@ -110,8 +110,12 @@ func TestStopKillsAnUncooperativeGuestAfterTheTimeout(t *testing.T) {
 
 	const timeout = 400 * time.Millisecond
 	t0 := time.Now()
-	if err := h.m.Stop(context.Background(), cfg, timeout); err != nil {
+	killed, err := h.m.StopReporting(context.Background(), cfg, timeout)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if !killed {
+		t.Error("StopReporting says the guest powered off; it was killed")
 	}
 	took := time.Since(t0)
 	if took < timeout {

@@ -64,6 +64,9 @@ type Response struct {
 	Error   *Error         `json:"error,omitempty"`
 	Status  *Status        `json:"status,omitempty"`
 	Reclaim *ReclaimReport `json:"reclaim,omitempty"`
+	// Killed answers OpStop: the guest did not power off within the
+	// request's timeout, so its VM was killed.
+	Killed bool `json:"killed,omitempty"`
 }
 
 // ReclaimReport answers OpReclaim.

@@ -186,6 +186,7 @@ func (s *supervisor) handleStop(c net.Conn, req control.Request) {
 			s.log.Warn("ACPI power-off request failed", "err", err)
 		}
 	}
+	var resp control.Response
 	select {
 	case <-s.stopped:
 	case <-s.done:
@@ -193,13 +194,14 @@ func (s *supervisor) handleStop(c net.Conn, req control.Request) {
 		s.log.Warn("guest did not power off in time; killing the vm", "timeout", timeout)
 		if s.inst != nil {
 			s.inst.Kill()
+			resp.Killed = true
 		}
 		select {
 		case <-s.stopped:
 		case <-s.done:
 		}
 	}
-	control.WriteResponse(c, control.Response{})
+	control.WriteResponse(c, resp)
 }
 
 // heldPID is the host process holding the VM's memory: QEMU's, or the
