@@ -243,9 +243,9 @@ func writeMachineTable(w io.Writer, ms []vm.Machine) {
 		if ports == "" {
 			ports = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", mc.Name, mc.Image, mc.GuestArch(),
-			mc.Created.Local().Format("2006-01-02 15:04:05"), ip, mc.CPUs,
-			vm.FormatSize(mc.MemoryBytes), vm.FormatSize(mc.DiskAllocated), mc.State, def, ports)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", mc.Name, mc.Image, mc.GuestArch(),
+			mc.Created.Local().Format("2006-01-02 15:04:05"), ip, mc.CPUsShown(),
+			mc.MemoryShown(vm.FormatSize), vm.FormatSize(mc.DiskAllocated), mc.State, def, ports)
 	}
 	tw.Flush()
 }

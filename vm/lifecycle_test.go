@@ -6,8 +6,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -551,5 +553,42 @@ func TestStartThatTimesOutNamesTheStageAndTheConsole(t *testing.T) {
 		if !strings.Contains(msg, want) {
 			t.Errorf("the timeout error lacks %q: %s", want, msg)
 		}
+	}
+}
+
+// A set of CPUs or memory on a running machine applies at the next boot:
+// until then Get reports what the running boot has beside the new values,
+// and tables show both ("1→2").
+func TestSetOnARunningMachineShowsWhatRunsUntilRestart(t *testing.T) {
+	h := newHarness(t, fake.Script{Features: fake.DefaultFeatures()})
+	cfg := h.create("m1")
+	h.start(cfg)
+	ctx := context.Background()
+	if mc := h.m.Get(ctx, cfg); mc.Running != nil || mc.CPUsShown() != strconv.Itoa(cfg.CPUs) {
+		t.Fatalf("before any set: running %+v, CPUs shown %q", mc.Running, mc.CPUsShown())
+	}
+	oldCPUs, oldMem := cfg.CPUs, cfg.MemoryBytes
+	if err := h.m.Set(cfg, map[string]string{"cpus": strconv.Itoa(oldCPUs + 1), "memory": vm.FormatSize(2 * oldMem)}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := h.m.Load("m1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc := h.m.Get(ctx, cfg)
+	if mc.Running == nil || mc.Running.CPUs != oldCPUs || mc.Running.MemoryBytes != oldMem {
+		t.Fatalf("after set: running %+v, want %d CPUs and %d bytes", mc.Running, oldCPUs, oldMem)
+	}
+	if want := fmt.Sprintf("%d→%d", oldCPUs, oldCPUs+1); mc.CPUsShown() != want {
+		t.Errorf("CPUs shown %q, want %q", mc.CPUsShown(), want)
+	}
+	if got, want := mc.MemoryShown(vm.FormatSize), vm.FormatSize(oldMem)+"→"+vm.FormatSize(2*oldMem); got != want {
+		t.Errorf("memory shown %q, want %q", got, want)
+	}
+	if err := h.m.Restart(ctx, cfg, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if mc := h.m.Get(ctx, cfg); mc.Running != nil || mc.CPUsShown() != strconv.Itoa(oldCPUs+1) {
+		t.Errorf("after restart: running %+v, CPUs shown %q", mc.Running, mc.CPUsShown())
 	}
 }

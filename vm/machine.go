@@ -111,6 +111,37 @@ type Machine struct {
 	Stage string `json:"stage,omitempty"`
 	// Problem says why a StateBroken machine cannot be used.
 	Problem string `json:"problem,omitempty"`
+	// Running is what the running boot has when a Set changed CPUs or
+	// memory after it started (Config holds the values of the next
+	// boot); nil otherwise.
+	Running *Resources `json:"running,omitempty"`
+}
+
+// Resources are a boot's CPUs and memory.
+type Resources struct {
+	CPUs int `json:"cpus"`
+	// MemoryBytes is bytes.
+	MemoryBytes uint64 `json:"memory"`
+}
+
+// CPUsShown is the CPU count tables show: the running boot's, then
+// "→N" when the next boot gets N (e.g. "2→4").
+func (m *Machine) CPUsShown() string {
+	s := strconv.Itoa(m.CPUs)
+	if r := m.Running; r != nil && r.CPUs != m.CPUs {
+		s = strconv.Itoa(r.CPUs) + "→" + s
+	}
+	return s
+}
+
+// MemoryShown is the memory size tables show, written by format: the
+// running boot's, then "→" and the next boot's when they differ.
+func (m *Machine) MemoryShown(format func(uint64) string) string {
+	s := format(m.MemoryBytes)
+	if r := m.Running; r != nil && r.MemoryBytes != m.MemoryBytes {
+		s = format(r.MemoryBytes) + "→" + s
+	}
+	return s
 }
 
 // List returns every machine with its live state. A machine whose
@@ -174,6 +205,9 @@ func (m *Manager) get(ctx context.Context, cfg *Config, def string) *Machine {
 		mc.VMPID, mc.SupervisorPID = st.VMPID, st.PID
 		mc.SSHPort, mc.Guest, mc.Ports = st.SSHPort, st.Guest, st.Ports
 		mc.FileEvents = st.FileEvents
+		if st.CPUs > 0 && (st.CPUs != cfg.CPUs || st.Memory != cfg.MemoryBytes) {
+			mc.Running = &Resources{CPUs: st.CPUs, MemoryBytes: st.Memory}
+		}
 		for _, am := range st.Mounts {
 			mc.ActiveMounts = append(mc.ActiveMounts, ActiveMount{
 				Mount: Mount{Host: am.Host, Guest: am.Guest, ReadOnly: am.ReadOnly}, FSType: am.FSType})

@@ -426,7 +426,7 @@ func Infos(r source.Row) [][2]string {
 		{"Default", fmt.Sprint(r.Default)},
 		{"Image", r.Image}, {"Image digest", r.ImageDigest}, {"Architecture", r.GuestArch()},
 		{"Created", r.Created.Local().Format("2006-01-02 15:04:05")},
-		{"CPUs", fmt.Sprint(r.CPUs)}, {"Memory", common.FormatBytes(r.MemoryBytes)},
+		{"CPUs", r.CPUsShown()}, {"Memory", r.MemoryShown(common.FormatBytes)},
 		{"Disk", common.FormatBytes(r.DiskBytes) + " (" + common.FormatBytes(r.DiskAllocated) + " allocated on the host)"},
 		{"IP", ipText(r.Machine)}, {"Accelerator", strings.ToUpper(dash(r.Accelerator))},
 		{"VM process", dash(pid(r.VMPID))}, {"Kernel", kernelText(r.Machine)}, {"Directory", r.Dir},

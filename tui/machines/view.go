@@ -72,9 +72,9 @@ func Cells(th *theme.Theme, r source.Row, busy string, spin int, now time.Time) 
 	if ip == "" {
 		ip = "-"
 	}
-	mem := "-/" + common.FormatBytes(r.MemoryBytes)
+	mem := "-/" + r.MemoryShown(common.FormatBytes)
 	if r.Metrics != nil {
-		mem = common.FormatBytes(r.Metrics.MemUsed) + "/" + common.FormatBytes(r.MemoryBytes)
+		mem = common.FormatBytes(r.Metrics.MemUsed) + "/" + r.MemoryShown(common.FormatBytes)
 	}
 	cache, held := "-", "-"
 	if r.Metrics != nil {
@@ -104,7 +104,7 @@ func Cells(th *theme.Theme, r source.Row, busy string, spin int, now time.Time) 
 		{Text: name, Style: &th.Text},
 		{Text: r.Image, Style: &th.Muted},
 		{Text: ip},
-		{Text: fmt.Sprint(r.CPUs)},
+		{Text: r.CPUsShown()},
 		{Text: mem},
 		{Text: cache, Style: &th.Muted},
 		{Text: held},

@@ -315,6 +315,10 @@ func (l *Live) OpenURL(url string) error {
 	if runtime.GOOS == "darwin" {
 		opener = "open"
 	}
+	if _, err := exec.LookPath(opener); err != nil {
+		// A server or a container without a desktop.
+		return fmt.Errorf("cannot open %s: no %s on this host (y copies the URL)", url, opener)
+	}
 	cmd := exec.Command(opener, url)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("opening %s: %w", url, err)

@@ -123,6 +123,11 @@ type Status struct {
 	SSHPort int `json:"sshPort,omitempty"`
 	// Mounts are the directories this boot shares.
 	Mounts []ActiveMount `json:"mounts,omitempty"`
+	// CPUs and Memory (bytes) are what this boot has: the configuration
+	// the VM started with (a later `machine set` applies at the next
+	// boot); 0 before the boot chose them.
+	CPUs   int    `json:"cpus,omitempty"`
+	Memory uint64 `json:"memory,omitempty"`
 	// Ports are the host ports forwarded to the guest now, by guest
 	// port: SSH, the published ones and those forwarded automatically.
 	Ports []PortForward `json:"ports,omitempty"`

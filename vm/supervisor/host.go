@@ -28,6 +28,9 @@ import (
 type bootInfo struct {
 	SSHPort int                   `json:"sshPort,omitempty"`
 	Mounts  []control.ActiveMount `json:"mounts,omitempty"`
+	// CPUs and Memory (bytes) are the machine's configuration at boot.
+	CPUs   int    `json:"cpus,omitempty"`
+	Memory uint64 `json:"memory,omitempty"`
 }
 
 // kit returns the guest kit for this boot from Options.Kit or KitFor.
@@ -191,6 +194,7 @@ func (s *supervisor) prepareHost() (bootInfo, error) {
 		return bi, err
 	}
 	bi.SSHPort = s.pickSSHPort()
+	bi.CPUs, bi.Memory = s.cfg.CPUs, s.cfg.MemoryBytes
 	return bi, nil
 }
 

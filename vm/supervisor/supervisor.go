@@ -314,5 +314,6 @@ func (s *supervisor) running(started time.Time, bi bootInfo) {
 		st.VMPID = s.inst.PID()
 		st.Started = started
 		st.SSHPort, st.Mounts = bi.SSHPort, bi.Mounts
+		st.CPUs, st.Memory = bi.CPUs, bi.Memory
 	})
 }
