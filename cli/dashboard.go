@@ -2,6 +2,7 @@ package cli
 
 import (
 	"os"
+	"runtime"
 	"runtime/pprof"
 
 	tea "charm.land/bubbletea/v2"
@@ -57,6 +58,13 @@ func runDashboard(cmd *cobra.Command) error {
 	}
 	model := tui.New(o)
 	defer model.Close()
+	// One thread runs Go code: the dashboard waits on the terminal, its
+	// renderer's ticks and sockets, and with more its idle wake-ups hand
+	// work between threads (a quarter of its idle CPU, measured with
+	// tests/bench-dashboard.sh). $GOMAXPROCS still overrides.
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
+	}
 	// The renderer's frame rate is its idle wake-up rate too (see tui.FPS).
 	_, err = tea.NewProgram(model, tea.WithFPS(tui.FPS)).Run()
 	return err
