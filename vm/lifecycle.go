@@ -18,6 +18,7 @@ import (
 
 	"github.com/machinetop/machinetop/guest/client"
 	"github.com/machinetop/machinetop/vm/control"
+	"github.com/machinetop/machinetop/vm/internal/atomicfile"
 	"github.com/machinetop/machinetop/vm/layout"
 )
 
@@ -99,6 +100,28 @@ func (m *Manager) Start(ctx context.Context, cfg *Config) error {
 // "unpacking the image: 45% (76 of 169 MB)", …), in order, from the
 // calling goroutine.
 func (m *Manager) StartProgress(ctx context.Context, cfg *Config, onStage func(stage string)) error {
+	err := m.startProgress(ctx, cfg, onStage)
+	m.recordStart(cfg.Name, err)
+	return err
+}
+
+// recordStart keeps the error of a failed start in the machine's
+// directory, where Get finds it for `ls`, `inspect` and the dashboard, and
+// removes it after a start that succeeded. A start the caller cancelled
+// (^C) says nothing about the machine and changes nothing.
+func (m *Manager) recordStart(name string, err error) {
+	path := m.Dir(name).StartFailure()
+	switch {
+	case err == nil:
+		os.Remove(path)
+	case errors.Is(err, context.Canceled), errors.Is(err, ErrNotFound):
+	default:
+		// Best effort: the caller has the error itself.
+		_ = atomicfile.WriteJSON(path, StartFailure{At: time.Now().UTC(), Error: err.Error()})
+	}
+}
+
+func (m *Manager) startProgress(ctx context.Context, cfg *Config, onStage func(stage string)) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultStartTimeout)
@@ -236,6 +259,9 @@ func (m *Manager) startFailure(name string, err error) error {
 		msg = "the supervisor exited"
 		if err != nil {
 			msg += ": " + err.Error()
+		}
+		if last := m.ConsoleTail(name, 1); len(last) == 1 {
+			msg += fmt.Sprintf("; the console's last line: %q", last[0])
 		}
 		msg += "; see " + m.SupervisorLog(name)
 	}

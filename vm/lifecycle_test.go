@@ -432,6 +432,12 @@ func TestFailedStartSaysWhyAndRetryBoots(t *testing.T) {
 	if s := h.state(cfg); s != vm.StateStopped || h.be.Boots() != 0 {
 		t.Fatalf("after a failed start: state %s, %d boots", s, h.be.Boots())
 	}
+	// The reason stays with the machine for ls, inspect and the
+	// dashboard, also in another process (a fresh Manager).
+	other := &vm.Manager{Data: h.m.Data, Backend: h.be}
+	if f := other.Get(ctx, cfg).StartFailure; f == nil || !strings.Contains(f.Error, "no hypervisor in this test") || f.At.IsZero() {
+		t.Fatalf("after a failed start, Get's StartFailure is %+v", f)
+	}
 	// The cause is gone: a Start right away boots, and does not report
 	// the failed boot again.
 	h.be.SetScript(fake.Script{Features: fake.DefaultFeatures()})
@@ -440,6 +446,15 @@ func TestFailedStartSaysWhyAndRetryBoots(t *testing.T) {
 	}
 	if err := h.ping(cfg); err != nil {
 		t.Fatal(err)
+	}
+	if f := h.m.Get(ctx, cfg).StartFailure; f != nil {
+		t.Errorf("after a start that succeeded, StartFailure is %+v", f)
+	}
+	if err := h.m.Stop(ctx, cfg, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if f := h.m.Get(ctx, cfg).StartFailure; f != nil {
+		t.Errorf("stopped after a start that succeeded, StartFailure is %+v", f)
 	}
 }
 

@@ -111,10 +111,20 @@ type Machine struct {
 	Stage string `json:"stage,omitempty"`
 	// Problem says why a StateBroken machine cannot be used.
 	Problem string `json:"problem,omitempty"`
+	// StartFailure is why the latest start failed, while the machine is
+	// stopped after it; nil otherwise.
+	StartFailure *StartFailure `json:"startFailure,omitempty"`
 	// Running is what the running boot has when a Set changed CPUs or
 	// memory after it started (Config holds the values of the next
 	// boot); nil otherwise.
 	Running *Resources `json:"running,omitempty"`
+}
+
+// StartFailure is a failed start: when (UTC) and the error it returned,
+// which names the boot's last stage or the console's last line.
+type StartFailure struct {
+	At    time.Time `json:"at"`
+	Error string    `json:"error"`
 }
 
 // Resources are a boot's CPUs and memory.
@@ -211,6 +221,12 @@ func (m *Manager) get(ctx context.Context, cfg *Config, def string) *Machine {
 		for _, am := range st.Mounts {
 			mc.ActiveMounts = append(mc.ActiveMounts, ActiveMount{
 				Mount: Mount{Host: am.Host, Guest: am.Guest, ReadOnly: am.ReadOnly}, FSType: am.FSType})
+		}
+	}
+	if mc.State == StateStopped {
+		var f StartFailure
+		if atomicfile.ReadJSON(dir.StartFailure(), &f) == nil && f.Error != "" {
+			mc.StartFailure = &f
 		}
 	}
 	if mc.Guest == nil {

@@ -431,6 +431,9 @@ func Infos(r source.Row) [][2]string {
 		{"IP", ipText(r.Machine)}, {"Accelerator", strings.ToUpper(dash(r.Accelerator))},
 		{"VM process", dash(pid(r.VMPID))}, {"Kernel", kernelText(r.Machine)}, {"Directory", r.Dir},
 	}
+	if f := r.StartFailure; f != nil {
+		v = append(v, [2]string{"Start failed", f.At.Local().Format("2006-01-02 15:04:05") + ": " + f.Error})
+	}
 	if g := r.Guest; g != nil && g.DiskCheck != nil {
 		v = append(v, [2]string{"Disk check", diskCheckText(g.DiskCheck)})
 	}

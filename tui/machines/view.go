@@ -90,6 +90,10 @@ func Cells(th *theme.Theme, r source.Row, busy string, spin int, now time.Time) 
 	}
 	state := r.State
 	st := th.State(state)
+	if r.StartFailure != nil && r.State == "stopped" {
+		// The detail's Info tab says why.
+		state, st = "start failed", th.Error
+	}
 	if r.Stage != "" && r.State == "starting" {
 		state += ": " + r.Stage
 	}

@@ -160,6 +160,10 @@ func (m Machine) SupervisorLock() string { return filepath.Join(m.Dir, "supervis
 // machine keeps its port across boots.
 func (m Machine) SSHPort() string { return filepath.Join(m.Dir, "ssh-port") }
 
+// StartFailure keeps why the machine's latest start failed (JSON,
+// vm.StartFailure); absent after a start that succeeded.
+func (m Machine) StartFailure() string { return filepath.Join(m.Dir, "start-failure.json") }
+
 // Guest keeps what the agent last reported about the image (JSON).
 func (m Machine) Guest() string { return filepath.Join(m.Dir, "guest.json") }
 
