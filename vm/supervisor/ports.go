@@ -2,7 +2,11 @@ package supervisor
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net"
+
+	"github.com/hashicorp/yamux"
 
 	"github.com/machinetop/machinetop/guest/client"
 	"github.com/machinetop/machinetop/vm/control"
@@ -46,7 +50,13 @@ func (s *supervisor) watchPorts(ctx context.Context, cl *client.Client) {
 		return
 	}
 	err := cl.WatchPorts(ctx, s.fwd.SetListeners)
-	if ctx.Err() == nil {
+	switch {
+	case ctx.Err() != nil:
+	case errors.Is(err, io.EOF), errors.Is(err, yamux.ErrSessionShutdown), errors.Is(err, io.ErrUnexpectedEOF):
+		// The channel closed (a power-off, a restarted agent), which
+		// the session's end logs; ctx ends right after.
+		s.fwd.ClearAuto()
+	default:
 		// An agent that cannot report (an older one, or no /proc/net)
 		// forwards nothing automatically; the session stays.
 		s.log.Warn("the agent does not report listening ports; nothing is forwarded automatically", "err", err)
