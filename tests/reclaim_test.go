@@ -11,6 +11,8 @@ import (
 type reclaimJSON struct {
 	HostBefore uint64 `json:"hostBefore"`
 	HostAfter  uint64 `json:"hostAfter"`
+	Millis     int64  `json:"millis"`
+	BackMillis int64  `json:"backMillis"`
 	Guest      struct {
 		Mode   string `json:"mode"`
 		Method string `json:"method"`
@@ -64,10 +66,13 @@ func TestReclaim(t *testing.T) {
 	if r.HostAfter == 0 || r.HostBefore < r.HostAfter+200*mib {
 		t.Errorf("host-held %d → %d MiB: want at least 200 MiB back", r.HostBefore/mib, r.HostAfter/mib)
 	}
+	if r.BackMillis <= 0 || r.BackMillis > r.Millis {
+		t.Errorf("memory back after %d ms of a %d ms reclaim", r.BackMillis, r.Millis)
+	}
 
 	// The one-line form names the machine and both figures.
 	line := e.must("machine", "reclaim", "rc")
-	if !strings.HasPrefix(line, "rc: host-held ") || !strings.Contains(line, " → ") || !strings.Contains(line, "cache ") {
+	if !strings.HasPrefix(line, "rc: host-held ") || !strings.Contains(line, " → ") || !strings.Contains(line, "cache ") || !strings.Contains(line, ", back in ") {
 		t.Errorf("reclaim line %q", line)
 	}
 	e.must("machine", "stop", "rc")

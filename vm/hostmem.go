@@ -55,8 +55,9 @@ const (
 // shrinking: free page reporting (virtio-balloon) hands freed guest pages
 // to the host a few seconds after the guest frees them (the kernel
 // reports every 2 s). It returns the last figure once it has not dropped
-// by more than 4 MiB for 2.5 s, or when ctx ends.
-func SettleHeld(ctx context.Context, pid int) uint64 {
+// by more than 4 MiB for 2.5 s, or when ctx ends, and when it reached
+// that level (the last drop seen; the 2.5 s that confirm it come after).
+func SettleHeld(ctx context.Context, pid int) (held uint64, reached time.Time) {
 	low := HostHeld(pid)
 	since := time.Now()
 	t := time.NewTicker(settlePoll)
@@ -64,26 +65,30 @@ func SettleHeld(ctx context.Context, pid int) uint64 {
 	for {
 		select {
 		case <-ctx.Done():
-			return HostHeld(pid)
+			return HostHeld(pid), since
 		case <-t.C:
 		}
 		cur := HostHeld(pid)
 		if cur+settleSlack < low {
 			low, since = cur, time.Now()
 		} else if time.Since(since) >= settleStable {
-			return cur
+			return cur, since
 		}
 	}
 }
 
 // ReclaimSummary is the one line `machine reclaim` prints and the
 // dashboard shows for r: "dev: host-held 2.4G → 610M (guest used 300M,
-// cache 1.9G → 140M)".
+// cache 1.9G → 140M), back in 6.2 s".
 func ReclaimSummary(name string, r *control.ReclaimReport) string {
 	var used, cb, ca uint64
 	if g := r.Guest; g != nil {
 		used, cb, ca = g.After.Used, g.Before.Cache, g.After.Cache
 	}
-	return fmt.Sprintf("%s: host-held %s → %s (guest used %s, cache %s → %s)", name,
+	line := fmt.Sprintf("%s: host-held %s → %s (guest used %s, cache %s → %s)", name,
 		FormatSize(r.HostBefore), FormatSize(r.HostAfter), FormatSize(used), FormatSize(cb), FormatSize(ca))
+	if r.BackMillis > 0 {
+		line += fmt.Sprintf(", back in %.1f s", float64(r.BackMillis)/1000)
+	}
+	return line
 }

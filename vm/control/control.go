@@ -82,6 +82,10 @@ type ReclaimReport struct {
 	Guest *proto.ReclaimResult `json:"guest"`
 	// Millis is how long the whole reclaim took, settling included.
 	Millis int64 `json:"millis"`
+	// BackMillis is how long until the host memory reached HostAfter:
+	// Millis without the 2.5 s that confirm it stopped shrinking
+	// (vm.SettleHeld).
+	BackMillis int64 `json:"backMillis,omitempty"`
 }
 
 // Machine states, as Status.State and `machine ls` show them.

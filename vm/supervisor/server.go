@@ -244,9 +244,11 @@ func (s *supervisor) handleReclaim(c net.Conn, req control.Request) {
 	}
 	rep.Guest = res
 	ctx, cancel = context.WithTimeout(context.Background(), settle)
-	rep.HostAfter = vm.SettleHeld(ctx, pid)
+	var reached time.Time
+	rep.HostAfter, reached = vm.SettleHeld(ctx, pid)
 	cancel()
 	rep.Millis = time.Since(t0).Milliseconds()
+	rep.BackMillis = max(reached.Sub(t0).Milliseconds(), 1)
 	s.log.Info("reclaimed", "method", res.Method, "host_before", rep.HostBefore, "host_after", rep.HostAfter,
 		"cache_before", res.Before.Cache, "cache_after", res.After.Cache)
 	control.WriteResponse(c, control.Response{Reclaim: rep})
