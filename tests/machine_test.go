@@ -322,6 +322,10 @@ func testLifecycle(t *testing.T, e *env, image, name string, systemd bool) {
 	if systemd {
 		testSSH(t, e, name)
 		testPTY(t, e, name)
+		if os.Getenv(envChild) == "" {
+			// Once: the ordinary user's pass would only repeat it.
+			testGuestOOM(t, e, name)
+		}
 	} else {
 		testClock(t, e, name)
 	}

@@ -61,3 +61,36 @@ func TestFullDisk(t *testing.T) {
 	}
 	e.must("machine", "run", "--root", "full", "--", "rm", "/bigfile")
 }
+
+// testGuestOOM does what a user did in a 1 GiB machine whose init is
+// systemd: run a memory hog until the guest's OOM killer ends it, then run
+// another command. The hog's run reports the kill (137, SIGKILL as a shell
+// reports it) and the next run works at once: the agent is exempt from the
+// OOM killer, and its commands run in a cgroup of their own, so systemd does
+// not stop init.scope — the agent with it — over the kill (OOMPolicy=stop).
+func testGuestOOM(t *testing.T, e *env, name string) {
+	out, errs, code := e.mt(nil, "machine", "run", name, "--", "tail", "/dev/zero")
+	t.Logf("tail /dev/zero: rc=%d stdout %q stderr %q", code, out, errs)
+	if code != 137 {
+		t.Fatalf("the hog's run exited %d, want 137 (killed by SIGKILL); stderr %q", code, errs)
+	}
+	if out := e.mustRun(name, "echo", "alive"); strings.TrimSpace(out) != "alive" {
+		t.Fatalf("run after the OOM kill: %q", out)
+	}
+	log := e.mustRun(name, "dmesg")
+	if !strings.Contains(log, "Killed process") || !strings.Contains(log, "(tail)") {
+		t.Fatalf("the guest's kernel log names no OOM kill of tail:\n%s", lastLines(log, 30))
+	}
+	if cg := e.mustRun(name, "cat", "/proc/self/cgroup"); strings.TrimSpace(cg) != "0::/machinetop" {
+		t.Errorf("a command's cgroup is %q, want 0::/machinetop", cg)
+	}
+}
+
+// lastLines returns the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -456,6 +456,17 @@ func (e *execution) signal(sig int) {
 // start starts cmd and returns a function that waits for it and reports
 // its exit status.
 func (s *Server) start(cmd *exec.Cmd) (func() proto.ExitStatus, error) {
+	cg := s.commandCgroup()
+	placed := cg.place(cmd)
+	wait, err := s.startIn(cmd)
+	if err != nil && placed {
+		cg.disable(err)
+	}
+	return wait, err
+}
+
+// startIn is start after the command's cgroup was chosen.
+func (s *Server) startIn(cmd *exec.Cmd) (func() proto.ExitStatus, error) {
 	if s.reaper != nil {
 		var ch <-chan syscall.WaitStatus
 		err := startUnprotected(func() (err error) {

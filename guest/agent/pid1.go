@@ -81,7 +81,7 @@ func RunPID1() {
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, unix.SIGCHLD, unix.SIGTERM, unix.SIGUSR2, unix.SIGPWR, unix.SIGINT)
 	r := newReaper()
-	srv := &Server{reaper: r}
+	srv := &Server{reaper: r, CommandCgroup: CommandCgroup}
 	srv.Shutdown = func(reboot bool) error {
 		haltAsPID1(reboot)
 		return nil

@@ -43,6 +43,11 @@ type Server struct {
 	// means commands run at once.
 	Ready *ready.Gate
 
+	// CommandCgroup, when set, is the cgroup v2 directory commands start
+	// in (normally agent.CommandCgroup; see there why); it is created when
+	// its parent is a cgroup2 mount. Empty means the agent's own cgroup.
+	CommandCgroup string
+
 	// Listeners, when set, replaces reading the guest's socket tables
 	// for OpPorts (tests, and a fake guest running on the host).
 	Listeners func() ([]proto.Listener, error)
@@ -56,6 +61,20 @@ type Server struct {
 
 	reclaimOnce sync.Once
 	reclaim     *reclaimer
+
+	cgroupOnce sync.Once
+	cgroup     *commandCgroup
+}
+
+// commandCgroup returns the cgroup commands start in; nil without
+// CommandCgroup.
+func (s *Server) commandCgroup() *commandCgroup {
+	s.cgroupOnce.Do(func() {
+		if s.CommandCgroup != "" {
+			s.cgroup = &commandCgroup{dir: s.CommandCgroup, fd: -1}
+		}
+	})
+	return s.cgroup
 }
 
 // Serve serves every stream the host opens on session with a new Server

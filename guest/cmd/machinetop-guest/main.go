@@ -63,7 +63,7 @@ func main() {
 		// /init starts the agent just before it execs the image's init,
 		// so the bound counts from boot.
 		gate := ready.Watch(ctx, "/", ready.Detect("/"), ready.Bound)
-		agent.Run(ctx, &agent.Server{Ready: gate})
+		agent.Run(ctx, &agent.Server{Ready: gate, CommandCgroup: agent.CommandCgroup})
 	case cmd == "pid1":
 		log.SetFlags(0)
 		log.SetPrefix("machinetop-agent: ")
