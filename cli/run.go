@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/machinetop/machinetop/guest/client"
@@ -173,14 +174,55 @@ func runInMachine(cmd *cobra.Command, args []string, o *runOptions) error {
 	if st.Code == 127 && o.name == "" && cmd.ArgsLenAtDash() < 0 && len(args) > 1 {
 		// `run dev ls` ran "dev" in the default machine.
 		if _, err := m.Load(args[0]); err == nil {
-			fmt.Fprintf(os.Stderr, "machinetop: %s is the name of a machine: to run a command there, put -- after it: machinetop machine run %s -- %s\n",
-				args[0], args[0], strings.Join(args[1:], " "))
+			fmt.Fprintf(os.Stderr, "machinetop: %s is the name of a machine: to run a command there, %s\n", args[0], nameHint(cmd.Flags(), args[0], args[1:]))
 		}
 	}
 	if st.Code != 0 {
 		return &ExitError{Code: st.Code}
 	}
 	return nil
+}
+
+// nameHint words the fix for `run NAME REST...` that ran NAME as the
+// command: "--" after the name, and run's own flags (REST's leading
+// dashed words, up to a "--") before it.
+func nameHint(fs *pflag.FlagSet, name string, rest []string) string {
+	i := 0
+	for i < len(rest) && strings.HasPrefix(rest[i], "-") && rest[i] != "--" {
+		if takesValue(fs, rest[i]) {
+			i++ // its value
+		}
+		i++
+	}
+	i = min(i, len(rest))
+	flags, cmd := rest[:i], rest[i:]
+	if len(cmd) > 0 && cmd[0] == "--" {
+		cmd = cmd[1:]
+	}
+	fix := "machinetop machine run "
+	if len(flags) > 0 {
+		fix += strings.Join(flags, " ") + " "
+	}
+	fix += name + " -- " + strings.Join(cmd, " ")
+	if len(flags) > 0 {
+		return "give run's flags before its name and -- after it: " + fix
+	}
+	return "put -- after its name: " + fix
+}
+
+// takesValue reports whether arg ("-w", "--env", not "-e=X") names a flag
+// of fs whose value is the next argument.
+func takesValue(fs *pflag.FlagSet, arg string) bool {
+	if strings.Contains(arg, "=") {
+		return false
+	}
+	var f *pflag.Flag
+	if n, ok := strings.CutPrefix(arg, "--"); ok {
+		f = fs.Lookup(n)
+	} else if len(arg) == 2 {
+		f = fs.ShorthandLookup(arg[1:])
+	}
+	return f != nil && f.NoOptDefVal == ""
 }
 
 // guestWorkdir maps the host directory wd to the machine: the same path
