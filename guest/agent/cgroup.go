@@ -3,11 +3,13 @@
 package agent
 
 import (
+	"fmt"
 	"log"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,52 +28,66 @@ var CommandCgroup = filepath.Join(CgroupRoot, "machinetop")
 type commandCgroup struct {
 	dir string
 	mu  sync.Mutex
-	fd  int // open directory, -1 before it is; -1 with off when unusable
-	off bool
+	fd  int  // the open directory; -1 before it is open
+	off bool // the cgroup cannot be used: commands stay in the agent's
+	// probe is the cgroup's first process (see open); nil means this
+	// program with --version.
+	probe []string
 }
 
 // place makes cmd start in the cgroup (clone3 CLONE_INTO_CGROUP, so the
-// command never runs outside it) and reports whether it did. It does
-// nothing while the parent is not a cgroup2 mount (an init that has not
-// mounted it yet: the next command looks again) or after disable.
-func (c *commandCgroup) place(cmd *exec.Cmd) bool {
+// command never runs outside it). It does nothing while the parent is not
+// a cgroup2 mount (an init that has not mounted it yet: the next command
+// looks again) or when the cgroup turned out unusable.
+//
+// run starts a process and waits for it, as the agent starts commands
+// (through its reaper when it is PID 1): place uses it for the cgroup's
+// first process (see open).
+func (c *commandCgroup) place(cmd *exec.Cmd, run func(*exec.Cmd) error) {
 	if c == nil || c.dir == "" {
-		return false
+		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.off {
-		return false
+		return
 	}
 	if c.fd < 0 {
 		var st unix.Statfs_t
 		if unix.Statfs(filepath.Dir(c.dir), &st) != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
-			return false
+			return
 		}
-		if err := os.Mkdir(c.dir, 0o755); err != nil && !os.IsExist(err) {
-			log.Printf("commands stay in the agent's cgroup: %v", err)
-			c.off = true
-			return false
-		}
-		fd, err := unix.Open(c.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		fd, err := c.open(run)
 		if err != nil {
 			log.Printf("commands stay in the agent's cgroup: %v", err)
 			c.off = true
-			return false
+			return
 		}
 		c.fd = fd
 	}
 	cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, c.fd
-	return true
 }
 
-// disable stops placing commands after a start in the cgroup failed
-// (a kernel without CLONE_INTO_CGROUP): later commands start as before.
-func (c *commandCgroup) disable(err error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.off {
-		log.Printf("starting a command in %s: %v; commands stay in the agent's cgroup from now on", c.dir, err)
-		c.off = true
+// open creates and opens the cgroup, and starts this program with
+// --version in it once: a start that fails there (a kernel without
+// CLONE_INTO_CGROUP) must not be mistaken for a command's own failure.
+func (c *commandCgroup) open(run func(*exec.Cmd) error) (int, error) {
+	if err := os.Mkdir(c.dir, 0o755); err != nil && !os.IsExist(err) {
+		return -1, err
 	}
+	fd, err := unix.Open(c.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	argv := c.probe
+	if argv == nil {
+		argv = []string{"/proc/self/exe", "--version"}
+	}
+	probe := exec.Command(argv[0], argv[1:]...)
+	probe.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
+	if err := run(probe); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("starting a process in %s: %w", c.dir, err)
+	}
+	return fd, nil
 }

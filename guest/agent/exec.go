@@ -456,13 +456,17 @@ func (e *execution) signal(sig int) {
 // start starts cmd and returns a function that waits for it and reports
 // its exit status.
 func (s *Server) start(cmd *exec.Cmd) (func() proto.ExitStatus, error) {
-	cg := s.commandCgroup()
-	placed := cg.place(cmd)
-	wait, err := s.startIn(cmd)
-	if err != nil && placed {
-		cg.disable(err)
-	}
-	return wait, err
+	s.commandCgroup().place(cmd, func(p *exec.Cmd) error {
+		wait, err := s.startIn(p)
+		if err != nil {
+			return err
+		}
+		if st := wait(); st.Code != 0 {
+			return fmt.Errorf("%s exited with %d %s", p.Path, st.Code, st.Error)
+		}
+		return nil
+	})
+	return s.startIn(cmd)
 }
 
 // startIn is start after the command's cgroup was chosen.
