@@ -79,11 +79,16 @@ func SettleHeld(ctx context.Context, pid int) (held uint64, reached time.Time) {
 
 // ReclaimSummary is the one line `machine reclaim` prints and the
 // dashboard shows for r: "dev: host-held 2.4G → 610M (guest used 300M,
-// cache 1.9G → 140M), back in 6.2 s".
+// cache 1.9G → 140M), back in 6.2 s", or that there was nothing to give
+// back.
 func ReclaimSummary(name string, r *control.ReclaimReport) string {
 	var used, cb, ca uint64
 	if g := r.Guest; g != nil {
 		used, cb, ca = g.After.Used, g.Before.Cache, g.After.Cache
+		if g.Method == "" {
+			return fmt.Sprintf("%s: nothing to give back: its page cache (%s) is within the floor kept for it; host-held %s (guest used %s)",
+				name, FormatSize(cb), FormatSize(r.HostAfter), FormatSize(used))
+		}
 	}
 	line := fmt.Sprintf("%s: host-held %s → %s (guest used %s, cache %s → %s)", name,
 		FormatSize(r.HostBefore), FormatSize(r.HostAfter), FormatSize(used), FormatSize(cb), FormatSize(ca))

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -145,6 +146,23 @@ func TestExecEnvironmentAndUser(t *testing.T) {
 	_, out, _ = run(t, c, &proto.ExecRequest{Argv: []string{"sh", "-c", "id -u; id -g; pwd"}, UID: 65534, GID: 65534}, nil)
 	if !strings.HasPrefix(out, "65534\n65534\n") {
 		t.Fatalf("id as nobody: %q", out)
+	}
+}
+
+// A working directory that is missing or no directory is refused with
+// 126 and its name, not reported as a missing program (127).
+func TestExecWorkdirMissing(t *testing.T) {
+	c := connectNew(t)
+	file := filepath.Join(t.TempDir(), "f")
+	os.WriteFile(file, nil, 0o644)
+	for dir, want := range map[string]string{
+		"/no/such/dir": "working directory /no/such/dir does not exist in the machine",
+		file:           "working directory " + file + " is not a directory",
+	} {
+		st, _, _ := run(t, c, &proto.ExecRequest{Argv: []string{"ls"}, Dir: dir}, nil)
+		if st.Code != 126 || st.Error != want {
+			t.Errorf("-w %s: %+v, want 126 and %q", dir, st, want)
+		}
 	}
 }
 

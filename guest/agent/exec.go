@@ -107,6 +107,15 @@ func command(req *proto.ExecRequest) (*exec.Cmd, error) {
 	}
 
 	cmd.Dir = req.Dir
+	if cmd.Dir != "" {
+		// A missing -w directory would fail in the child and read as a
+		// missing program (127).
+		if fi, err := os.Stat(cmd.Dir); err != nil {
+			return nil, fmt.Errorf("working directory %s does not exist in the machine", cmd.Dir)
+		} else if !fi.IsDir() {
+			return nil, fmt.Errorf("working directory %s is not a directory", cmd.Dir)
+		}
+	}
 	if cmd.Dir == "" {
 		cmd.Dir = home
 		if fi, err := os.Stat(home); err != nil || !fi.IsDir() {

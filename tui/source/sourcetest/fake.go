@@ -108,7 +108,7 @@ func (f *Fake) Reclaim(ctx context.Context, name string) (string, error) {
 		}
 		mt := *r.Metrics
 		rep := &control.ReclaimReport{HostBefore: r.HostRSS, HostAfter: r.HostRSS - min(mt.MemCache, r.HostRSS),
-			Guest: &proto.ReclaimResult{Before: proto.GuestMem{Used: mt.MemUsed, Cache: mt.MemCache}, After: proto.GuestMem{Used: mt.MemUsed}}}
+			Guest: &proto.ReclaimResult{Method: "memory.reclaim", Before: proto.GuestMem{Used: mt.MemUsed, Cache: mt.MemCache}, After: proto.GuestMem{Used: mt.MemUsed}}}
 		mt.MemCache = 0
 		r.Metrics, r.HostRSS = &mt, rep.HostAfter
 		line = vm.ReclaimSummary(name, rep)
