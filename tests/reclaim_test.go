@@ -70,9 +70,13 @@ func TestReclaim(t *testing.T) {
 		t.Errorf("memory back after %d ms of a %d ms reclaim", r.BackMillis, r.Millis)
 	}
 
-	// The one-line form names the machine and both figures.
+	// The one-line form names the machine and both figures, or — the
+	// cache being at its floor now, give or take what this run read —
+	// that there was nothing to give back.
 	line := e.must("machine", "reclaim", "rc")
-	if !strings.HasPrefix(line, "rc: host-held ") || !strings.Contains(line, " → ") || !strings.Contains(line, "cache ") || !strings.Contains(line, ", back in ") {
+	figures := strings.HasPrefix(line, "rc: host-held ") && strings.Contains(line, " → ") && strings.Contains(line, "cache ") && strings.Contains(line, ", back in ")
+	nothing := strings.HasPrefix(line, "rc: nothing to give back: its page cache (") && strings.Contains(line, "host-held ")
+	if !figures && !nothing {
 		t.Errorf("reclaim line %q", line)
 	}
 	e.must("machine", "stop", "rc")
