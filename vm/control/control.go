@@ -279,6 +279,16 @@ func (e *Error) Is(target error) bool { return sentinels[e.Code] == target && ta
 // supervisor) gives an error wrapping ErrNotRunning. A response carrying
 // an Error is returned as that error, with the connection closed.
 func Dial(ctx context.Context, path string, req Request) (net.Conn, *Response, error) {
+	c, resp, err := dial(ctx, path, req)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, resp, nil
+}
+
+// dial is Dial returning the buffered connection, whose reader Watch
+// reads further lines from.
+func dial(ctx context.Context, path string, req Request) (*bufferedConn, *Response, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
@@ -368,7 +378,7 @@ func Call(ctx context.Context, path string, req Request) (*Response, error) {
 // connection ends. It returns nil when fn returned false, ctx's error, or
 // an error wrapping ErrNotRunning when the supervisor went away.
 func Watch(ctx context.Context, path string, fn func(*Status) bool) error {
-	c, resp, err := Dial(ctx, path, Request{Op: OpWatch})
+	c, resp, err := dial(ctx, path, Request{Op: OpWatch})
 	if err != nil {
 		return err
 	}
@@ -380,7 +390,7 @@ func Watch(ctx context.Context, path string, fn func(*Status) bool) error {
 			return nil
 		}
 		resp = &Response{}
-		if err := readLine(c.(*bufferedConn).br, resp); err != nil {
+		if err := readLine(c.br, resp); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
