@@ -35,12 +35,18 @@ func (m *Manager) RemoveBroken(name string) (wasDefault bool, err error) {
 
 // Delete stops cfg's machine if it runs, then removes its directory (disk
 // included) and its runtime directory. If it was the default machine the
-// default is cleared; the returned bool reports that.
+// default is cleared; the returned bool reports that. A delete that a
+// concurrent one beats to it waits for that one and returns nil: the
+// machine is gone either way.
 func (m *Manager) Delete(ctx context.Context, cfg *Config) (wasDefault bool, err error) {
 	if err := m.Stop(ctx, cfg, DefaultStopTimeout); err != nil {
 		return false, fmt.Errorf("stopping %s before delete: %w", cfg.Name, err)
 	}
-	return m.remove(cfg.Name, cfg.ID)
+	wasDefault, err = m.remove(cfg.Name, cfg.ID)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return wasDefault, err
 }
 
 // remove deletes the stopped machine name's directory and, when its ID is

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io/fs"
 	"fmt"
 	"net"
 	"os"
@@ -201,13 +202,14 @@ func (m *Manager) startProgress(ctx context.Context, cfg *Config, onStage func(s
 			// Not listening yet (just spawned), or it went away.
 		}
 		if exited == nil && !m.supervisorAlive(cfg.Name) {
-			if m.orphanRunning(cfg) {
-				if exited, err = m.spawn(cfg); err != nil {
-					return err
-				}
-				continue
+			// The supervisor we followed is gone: one of a machine that
+			// had just stopped (on its way out), or a supervisor that
+			// went before it answered. Boot (or adopt an orphaned VM)
+			// with our own, whose failure is then ours to report.
+			if exited, err = m.spawn(cfg); err != nil {
+				return err
 			}
-			return m.startFailure(cfg.Name, nil)
+			continue
 		}
 	}
 }
@@ -449,6 +451,11 @@ func (m *Manager) StopReporting(ctx context.Context, cfg *Config, timeout time.D
 func (m *Manager) waitReleased(ctx context.Context, name string) error {
 	l := flock.New(m.Dir(name).SupervisorLock(), flock.SetFlag(layout.LockFlag))
 	ok, err := l.TryLockContext(ctx, 10*time.Millisecond)
+	if errors.Is(err, fs.ErrNotExist) {
+		// A concurrent delete removed the machine's directory: its
+		// supervisor is gone too.
+		return nil
+	}
 	if !ok || err != nil {
 		return fmt.Errorf("the supervisor did not exit")
 	}

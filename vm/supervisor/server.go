@@ -124,13 +124,15 @@ func (s *supervisor) agentSession(ctx context.Context) (*yamux.Session, *control
 		s.mu.Lock()
 		ready, sc, st := s.readyCh, s.sess, s.st.State
 		s.mu.Unlock()
+		// A VM that just exited leaves its dead session behind until
+		// the agent loop notices: the state comes first.
+		if st == control.StateStopped {
+			return nil, control.Errorf(control.CodeNotRunning, "machine %s is stopped", s.cfg.Name)
+		}
 		if sc != nil {
 			return sc, nil
 		}
-		switch st {
-		case control.StateStopped:
-			return nil, control.Errorf(control.CodeNotRunning, "machine %s is stopped", s.cfg.Name)
-		case control.StateStopping:
+		if st == control.StateStopping {
 			return nil, control.Errorf(control.CodeStopping, "machine %s is stopping", s.cfg.Name)
 		}
 		select {

@@ -153,6 +153,7 @@ func Run(ctx context.Context, cfg *vm.Config, opts Options) error {
 		// to read the error before the socket goes.
 		time.Sleep(200 * time.Millisecond)
 		close(s.done)
+		os.RemoveAll(run.Dir)
 		return err
 	}
 	close(s.booted)
@@ -188,8 +189,25 @@ func Run(ctx context.Context, cfg *vm.Config, opts Options) error {
 		close(s.done)
 	}
 	s.fwd.Close()
-	os.Remove(run.Control())
+	if s.vmExited() {
+		// Nothing is left to adopt: the runtime directory goes with
+		// the VM (a stopped machine leaves none behind).
+		os.RemoveAll(run.Dir)
+	} else {
+		os.Remove(run.Control())
+	}
 	return nil
+}
+
+// vmExited reports whether the VM this supervisor ran has exited (rather
+// than being left running for the next supervisor to adopt).
+func (s *supervisor) vmExited() bool {
+	select {
+	case <-s.stopped:
+		return true
+	default:
+		return false
+	}
 }
 
 // setStatus changes the status under the lock and wakes every watcher.
