@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"strconv"
@@ -304,6 +305,30 @@ func TestConcurrentStartsAndStops(t *testing.T) {
 	}
 	if s := h.state(cfg); s != vm.StateStopped {
 		t.Errorf("state after parallel stops: %s", s)
+	}
+	// Nothing is left to adopt, so nothing of the run is left.
+	if _, err := os.Stat(h.run(cfg).Dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the stopped machine's runtime directory: %v, want it gone", err)
+	}
+
+	h.start(cfg)
+	del := func() error {
+		_, err := h.m.Delete(context.Background(), cfg)
+		return err
+	}
+	// Each delete removes the machine or waits for the one that does:
+	// all succeed (the machine is gone either way), none says the
+	// supervisor did not exit.
+	for k, err := range parallel(del) {
+		if err != nil {
+			t.Errorf("parallel Delete %d: %v", k, err)
+		}
+	}
+	if _, err := h.m.Load(cfg.Name); !errors.Is(err, vm.ErrNotFound) {
+		t.Errorf("Load after parallel deletes: %v, want ErrNotFound", err)
+	}
+	if _, err := os.Stat(h.run(cfg).Dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the deleted machine's runtime directory: %v, want it gone", err)
 	}
 }
 
