@@ -28,7 +28,7 @@ VPKG    := github.com/machinetop/machinetop/internal/version
 LDFLAGS := -X $(VPKG).version=$(VERSION) -X $(VPKG).commit=$(COMMIT)
 export PATH := $(BIN):$(PATH):/usr/sbin:/sbin
 
-.PHONY: all build deps image-deps test-deps image machine up test bench fault clean
+.PHONY: all build deps image-deps test-deps image machine up test bench fault fuzz clean
 
 all: build
 
@@ -105,9 +105,14 @@ bench: test-deps build
 	tests/bench-shares.sh
 	tests/bench-memory.sh
 
-# The fault matrix (tests/fault.sh): FAULT_N trials of each fault (default 20).
+# The fault matrix (tests/fault.sh): FAULT_N runs of each fault (default
+# 20); `make test` runs it once.
 fault: test-deps build
 	tests/fault.sh
+
+# Every Go fuzz target for FUZZTIME each (default 3s; scripts/fuzz.sh).
+fuzz:
+	scripts/fuzz.sh
 
 clean:
 	rm -rf $(BIN)

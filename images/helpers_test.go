@@ -41,7 +41,7 @@ func hardlink(name, target string) ent {
 	return ent{h: tar.Header{Typeflag: tar.TypeLink, Name: name, Linkname: target, Mode: 0o644, ModTime: epoch}}
 }
 
-func tarBytes(t *testing.T, ents ...ent) []byte {
+func tarBytes(t testing.TB, ents ...ent) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -64,7 +64,7 @@ func tarBytes(t *testing.T, ents ...ent) []byte {
 	return buf.Bytes()
 }
 
-func layerOf(t *testing.T, b []byte) v1.Layer {
+func layerOf(t testing.TB, b []byte) v1.Layer {
 	t.Helper()
 	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(b)), nil
@@ -76,7 +76,7 @@ func layerOf(t *testing.T, b []byte) v1.Layer {
 }
 
 // imageOf builds an OCI image for platform from layer tars, bottom first.
-func imageOf(t *testing.T, platform v1.Platform, layers ...[]byte) v1.Image {
+func imageOf(t testing.TB, platform v1.Platform, layers ...[]byte) v1.Image {
 	t.Helper()
 	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
@@ -102,7 +102,7 @@ type member struct {
 }
 
 // readTar returns the members of the tar at p in order.
-func readTar(t *testing.T, p string) []member {
+func readTar(t testing.TB, p string) []member {
 	t.Helper()
 	f, err := os.Open(p)
 	if err != nil {
@@ -135,7 +135,7 @@ func byName(ms []member) map[string]member {
 	return m
 }
 
-func openStore(t *testing.T) *Store {
+func openStore(t testing.TB) *Store {
 	t.Helper()
 	s, err := Open(filepath.Join(t.TempDir(), "images"))
 	if err != nil {
@@ -146,7 +146,7 @@ func openStore(t *testing.T) *Store {
 
 // snapshot lists every file under the store's layout (index and blobs)
 // with its size, to prove a failed operation changed nothing.
-func snapshot(t *testing.T, s *Store) []string {
+func snapshot(t testing.TB, s *Store) []string {
 	t.Helper()
 	var out []string
 	idx, err := os.ReadFile(filepath.Join(s.Root(), "index.json"))
@@ -167,7 +167,7 @@ func snapshot(t *testing.T, s *Store) []string {
 	return out
 }
 
-func blobCount(t *testing.T, s *Store) int {
+func blobCount(t testing.TB, s *Store) int {
 	t.Helper()
 	ents, err := os.ReadDir(filepath.Join(s.Root(), "blobs", "sha256"))
 	if err != nil {
@@ -176,7 +176,7 @@ func blobCount(t *testing.T, s *Store) int {
 	return len(ents)
 }
 
-func writeFile(t *testing.T, p string, b []byte) string {
+func writeFile(t testing.TB, p string, b []byte) string {
 	t.Helper()
 	if err := os.WriteFile(p, b, 0o644); err != nil {
 		t.Fatal(err)

@@ -49,6 +49,10 @@ func ParseRef(ref string) (name, tag string, err error) {
 	// Host names are case-insensitive; paths are not.
 	if d := reference.Domain(named); d != "docker.io" {
 		name = strings.ToLower(d) + strings.TrimPrefix(name, d)
+		// Lowercased, the host may be Docker Hub's: "Docker.IO/x" is "x".
+		if n, err := reference.ParseNormalizedNamed(name); err == nil {
+			name = reference.FamiliarName(n)
+		}
 	}
 	if len(name) > 255 {
 		return bad("longer than 255 characters")

@@ -33,6 +33,7 @@ func TestParseRef(t *testing.T) {
 		{in: "Registry.Example.com:5000/a/b:1.0", name: "registry.example.com:5000/a/b", tag: "1.0"},
 		{in: "docker.io/library/debian:12", name: "debian", tag: "12"},
 		{in: "docker.io/someone/tool", name: "someone/tool", tag: "latest"},
+		{in: "Docker.IO/library/debian", name: "debian", tag: "latest"},
 		{in: "my_app__x-y.z", name: "my_app__x-y.z", tag: "latest"},
 		{in: "Debian", err: "lowercase"},
 		{in: "team/App:v1", err: "lowercase"},
@@ -56,7 +57,7 @@ func TestParseRef(t *testing.T) {
 	}
 }
 
-func randomImage(t *testing.T) v1.Image {
+func randomImage(t testing.TB) v1.Image {
 	t.Helper()
 	img, err := random.Image(256, 2)
 	if err != nil {
@@ -374,7 +375,7 @@ func checkSavedRootfs(t *testing.T, s *Store, ref string) {
 // writeMultiPlatformLayout writes an OCI layout whose index.json points at
 // an index of images for three platforms and an attestation manifest, as
 // multi-platform builds produce; it returns the host image.
-func writeMultiPlatformLayout(t *testing.T, dir string) v1.Image {
+func writeMultiPlatformLayout(t testing.TB, dir string) v1.Image {
 	t.Helper()
 	var adds []mutate.IndexAddendum
 	var host v1.Image
@@ -404,7 +405,7 @@ func writeMultiPlatformLayout(t *testing.T, dir string) v1.Image {
 }
 
 // tarDir tars up dir the way `tar -C dir -cf - .` would.
-func tarDir(t *testing.T, dir, dst string) {
+func tarDir(t testing.TB, dir, dst string) {
 	t.Helper()
 	f, err := os.Create(dst)
 	if err != nil {

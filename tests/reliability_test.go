@@ -7,15 +7,6 @@ import (
 	"testing"
 )
 
-// tail returns the last n lines of s.
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // TestFullDisk fills a machine's root disk from inside, as a user might:
 // the machine must still restart (booting needs no free space), and
 // `machine set disk=` grows the disk, which the guest's filesystem follows
@@ -31,7 +22,7 @@ func TestFullDisk(t *testing.T) {
 	avail := func() (size, free int) {
 		t.Helper()
 		out := e.must("machine", "run", "--root", "full", "--", "df", "-k", "/")
-		f := strings.Fields(tail(out, 1))
+		f := strings.Fields(lastLines(out, 1))
 		if len(f) < 4 {
 			t.Fatalf("df: %q", out)
 		}
