@@ -94,10 +94,12 @@ ifeq ($(HOSTOS),Darwin)
 test: build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v '/tests$$')
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 else
 test: test-deps build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 endif
 
 bench: test-deps build
@@ -110,9 +112,11 @@ bench: test-deps build
 fault: test-deps build
 	tests/fault.sh
 
-# Every Go fuzz target for FUZZTIME each (default 3s; scripts/fuzz.sh).
+# Every Go fuzz target for FUZZTIME each (scripts/fuzz.sh); `make test`
+# fuzzes each briefly after the tests.
+FUZZTIME ?= 3s
 fuzz:
-	scripts/fuzz.sh
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 clean:
 	rm -rf $(BIN)

@@ -314,11 +314,23 @@ func (s *Store) writeImage(ctx context.Context, img v1.Image) (v1.Descriptor, er
 			return v1.Descriptor{}, fmt.Errorf("writing layer %s: %w", want, err)
 		}
 	}
-	cfgName, err := img.ConfigName()
+	// The config is stored under the digest the manifest names and must
+	// hash to it: ConfigName hashes whatever the config blob holds, which
+	// for an image read from a layout need not be what the manifest says.
+	m, err := img.Manifest()
+	if err != nil {
+		return v1.Descriptor{}, fmt.Errorf("reading image manifest: %w", err)
+	}
+	cfgName := m.Config.Digest
+	if cfgName.Hex == "" {
+		return v1.Descriptor{}, errors.New("the image manifest names no config")
+	}
+	cfg, err := img.RawConfigFile()
 	if err != nil {
 		return v1.Descriptor{}, fmt.Errorf("reading image config: %w", err)
 	}
-	cfg, err := img.RawConfigFile()
+	// An index entry whose config does not parse would break List.
+	cf, err := img.ConfigFile()
 	if err != nil {
 		return v1.Descriptor{}, fmt.Errorf("reading image config: %w", err)
 	}
@@ -334,7 +346,7 @@ func (s *Store) writeImage(ctx context.Context, img v1.Image) (v1.Descriptor, er
 		return v1.Descriptor{}, fmt.Errorf("writing image manifest: %w", err)
 	}
 	desc := v1.Descriptor{MediaType: mt, Size: int64(len(raw)), Digest: d}
-	if cf, err := img.ConfigFile(); err == nil && cf.OS != "" {
+	if cf.OS != "" {
 		desc.Platform = &v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}
 	}
 	return desc, nil

@@ -74,3 +74,41 @@ func FuzzLoadConfig(f *testing.F) {
 		}
 	})
 }
+
+// validName is the rule ValidateName's doc states, written out on its
+// own: 1 to MaxNameLen bytes of lowercase letters, digits and hyphens,
+// starting and ending with a letter or digit.
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > vm.MaxNameLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case c == '-' && i > 0 && i < len(s)-1:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// FuzzValidateName fuzzes ValidateName. It asserts that it never panics
+// and accepts exactly the names validName (its doc comment's rule) allows,
+// and that a refusal comes with a message.
+func FuzzValidateName(f *testing.F) {
+	for _, s := range []string{"a", "bb", "debian-bookworm", "a1-b2", "0", "a--b", strings.Repeat("a", vm.MaxNameLen),
+		"", "Foo", "../x", "-a", "a-", "-", "a_b", "a.b", "a b", "a\n", "é", strings.Repeat("a", vm.MaxNameLen+1)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		err := vm.ValidateName(s)
+		if want := validName(s); (err == nil) != want {
+			t.Fatalf("ValidateName(%q) = %v; the rule says valid = %v", s, err, want)
+		}
+		if err != nil && err.Error() == "" {
+			t.Fatalf("ValidateName(%q) failed with an empty message", s)
+		}
+	})
+}

@@ -20,7 +20,7 @@ import (
 )
 
 // baseImage imports a tiny root filesystem as base:1 into s.
-func baseImage(t *testing.T, s *images.Store) {
+func baseImage(t testing.TB, s *images.Store) {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -44,7 +44,7 @@ func baseImage(t *testing.T, s *images.Store) {
 	}
 }
 
-func writeTree(t *testing.T, dir string, files map[string]string) {
+func writeTree(t testing.TB, dir string, files map[string]string) {
 	t.Helper()
 	for name, body := range files {
 		p := filepath.Join(dir, name)
@@ -106,7 +106,7 @@ func (r *recorder) count(k progress.Kind) int {
 	return n
 }
 
-func tgz(t *testing.T, files map[string]string) string {
+func tgz(t testing.TB, files map[string]string) string {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	tw := tar.NewWriter(zw)
