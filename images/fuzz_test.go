@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"github.com/machinetop/machinetop/internal/testfs"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -30,26 +31,10 @@ const (
 	existingRef = "existing:1"
 )
 
-// copyTree copies the directory tree src to dst (regular files and
-// directories only, which is all a store or a layout holds).
+// copyTree copies the directory tree src to dst (testfs.CopyTree).
 func copyTree(t testing.TB, src, dst string) {
 	t.Helper()
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		out := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.MkdirAll(out, 0o755)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(out, b, 0o644)
-	})
-	if err != nil {
+	if err := testfs.CopyTree(src, dst); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -5,8 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/machinetop/machinetop/internal/testfs"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -37,26 +37,10 @@ func (emptyRunner) Run(ctx context.Context, base v1.Image, req RunRequest, outpu
 	return tar.NewWriter(diff).Close()
 }
 
-// copyTree copies the directory tree src (regular files and directories)
-// to dst.
+// copyTree copies the directory tree src to dst (testfs.CopyTree).
 func copyTree(t testing.TB, src, dst string) {
 	t.Helper()
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		out := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.MkdirAll(out, 0o755)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(out, b, 0o644)
-	})
-	if err != nil {
+	if err := testfs.CopyTree(src, dst); err != nil {
 		t.Fatal(err)
 	}
 }
