@@ -153,7 +153,11 @@ func Run(ctx context.Context, cfg *vm.Config, opts Options) error {
 		// to read the error before the socket goes.
 		time.Sleep(200 * time.Millisecond)
 		close(s.done)
-		os.RemoveAll(run.Dir)
+		if !s.be.Running(run.Dir, cfg.Name) {
+			// No VM, so nothing to adopt (one that could not be adopted
+			// keeps what the next supervisor needs to try again).
+			os.RemoveAll(run.Dir)
+		}
 		return err
 	}
 	close(s.booted)
