@@ -330,7 +330,7 @@ func (s *Store) writeImage(ctx context.Context, img v1.Image) (v1.Descriptor, er
 		return v1.Descriptor{}, fmt.Errorf("reading image config: %w", err)
 	}
 	// An index entry whose config does not parse would break List.
-	cf, err := img.ConfigFile()
+	cf, err := v1.ParseConfigFile(bytes.NewReader(cfg))
 	if err != nil {
 		return v1.Descriptor{}, fmt.Errorf("reading image config: %w", err)
 	}
